@@ -1,0 +1,40 @@
+# Everything a new machine needs: `make train` or `make test` creates .venv and installs on first use.
+PY      := .venv/bin/python
+PIP     := .venv/bin/pip
+STAMP   := .venv/.installed
+TORCH   := torch==2.13.0
+
+.PHONY: help install train test test-fast lint tensorboard clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	# the pinned CPU torch first: an unpinned one, pulled in by lightning, would bring GBs of CUDA
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the package with its dev tools
+
+train: $(STAMP)  ## train the reference model (experiment=cm3) on the synthetic data; ARGS= adds overrides
+	$(PY) -m lstm_cls.train $(ARGS)
+
+test: $(STAMP)  ## run the whole test suite (slow tests included)
+	$(PY) -m pytest -q $(ARGS)
+
+test-fast: $(STAMP)  ## the test suite without slow tests
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+lint: $(STAMP)  ## ruff
+	$(PY) -m ruff check lstm_cls tests
+	$(PY) -m ruff format --check lstm_cls tests
+
+tensorboard: $(STAMP)  ## serve every run under outputs/ on http://localhost:6006
+	$(PY) -m tensorboard.main --logdir outputs --port 6006
+
+clean:  ## remove .venv and caches (never outputs/: runs are yours)
+	rm -rf .venv .pytest_cache .ruff_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

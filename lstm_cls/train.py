@@ -1,0 +1,149 @@
+"""Train one run: `python -m lstm_cls.train [overrides]` (Hydra; `-m` for sweeps)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from lstm_cls.windows import UserError
+
+log = logging.getLogger(__name__)
+
+# num_workers=0 is deliberate: worker processes only compete with training for 2 cores
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Reject out-of-range settings before any data is read or directory filled."""
+    d, m = cfg.data, cfg.model
+    problems = []
+    for key, value in [("model.hidden", m.hidden), ("model.head", m.head), ("model.num_layers", m.num_layers),
+                       ("data.batch_size", d.batch_size), ("data.window", d.window),
+                       ("data.stride", d.stride), ("trainer.max_epochs", cfg.trainer.max_epochs),
+                       ("threads", cfg.threads)]:
+        if not isinstance(value, int) or value <= 0:
+            problems.append(f"{key} must be a positive integer (got {value!r})")
+    if not isinstance(d.horizon, int) or d.horizon < 0:
+        problems.append(f"data.horizon must be an integer >= 0 (got {d.horizon!r})")
+    for key in ("val_fraction", "test_fraction"):
+        if not 0 < d[key] < 1:
+            problems.append(f"data.{key} must be in (0, 1) (got {d[key]!r})")
+    if 0 < d.val_fraction < 1 and 0 < d.test_fraction < 1 and d.val_fraction + d.test_fraction >= 1:
+        problems.append("data.val_fraction + data.test_fraction must leave steps for training")
+    if not 0 <= m.dropout < 1:
+        problems.append(f"model.dropout must be in [0, 1) (got {m.dropout!r})")
+    if m.lr <= 0:
+        problems.append(f"model.lr must be > 0 (got {m.lr!r})")
+    if m.loss not in ("ce", "bce", "mse"):
+        problems.append(f"model.loss must be one of ce, bce, mse (got {m.loss!r})")
+    if problems:
+        raise UserError("; ".join(problems))
+
+
+def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model": {"hidden": 32}} -> {"model.hidden": 32}, for TensorBoard's HParams tab."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if k == "_target_":
+            continue
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test the best checkpoint, write `metrics.json`; returns its content."""
+    check_config(cfg)
+    torch.set_num_threads(cfg.threads)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = Path(cfg.run_dir)
+
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("fit")
+    if cfg.model.loss == "bce" and len(dm.class_names) != 2:
+        raise UserError(f"model.loss=bce needs 2 classes, the data has {len(dm.class_names)}")
+    model = hydra.utils.instantiate(cfg.model, n_features=dm.n_features, n_classes=len(dm.class_names))
+    model.data_info = dm.info()
+    print(model.summary())
+
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+
+    t0 = time.perf_counter()
+    trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    fit_seconds = time.perf_counter() - t0
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False)
+    best_epoch = torch.load(best, weights_only=True)["epoch"] + 1 if best else trainer.current_epoch
+    em = model.epoch_metrics
+    metrics: dict[str, Any] = {
+        **{k: em["train"][k] for k in ("train/loss", "train/acc")},
+        **{k: em["val"][k] for k in ("val/loss", "val/acc")},
+        **{f"test/{k}": em["test"][f"test/{k}"] for k in ("loss", "acc", "f1", "auroc")},
+        "best_epoch": best_epoch,
+        "epochs": trainer.current_epoch,
+        "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        **{f"windows/{s}": len(w) for s, w in dm.sets.items()},
+        "fit_seconds": round(fit_seconds, 3),
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    log_to_tensorboard(trainer, cfg, model, metrics)
+    log.info("metrics: %s", json.dumps(metrics))
+    return metrics
+
+
+def log_to_tensorboard(trainer: L.Trainer, cfg: DictConfig, model: L.LightningModule, metrics: dict) -> None:
+    """HParams tab (the run's settings and its final metrics) and the test confusion matrix."""
+    tb = next((lg for lg in trainer.loggers if isinstance(lg, L.pytorch.loggers.TensorBoardLogger)), None)
+    if tb is None:
+        return
+    from torch.utils.tensorboard.summary import hparams
+
+    extra = {k: float(v) for k, v in metrics.items()}
+    params = flat(OmegaConf.to_container(cfg, resolve=True), "")
+    params = {k: v for k, v in params.items() if k.split(".")[0] in ("data", "model", "seed") or
+              k in ("trainer.max_epochs",)}
+    # the final values go in as scalars under their own tags; the HParams tab shows each tag's last value
+    names = [k for k in extra if not k.startswith(("train/", "val/", "test/"))]
+    tb.log_metrics({f"final/{k}": extra[k] for k in names}, step=int(metrics["epochs"]))
+    tags = {k: extra[k] for k in extra if k.startswith(("train/", "val/", "test/"))}
+    tags.update({f"final/{k}": extra[k] for k in names})
+    writer = tb.experiment._get_file_writer()
+    for summary in hparams(params, tags):
+        writer.add_summary(summary)
+    fig, _ = model.confusion.plot(labels=model.data_info["class_names"])
+    tb.experiment.add_figure("test/confusion_matrix", fig, global_step=int(metrics["best_epoch"]))
+    tb.experiment.flush()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    run_dir = Path(cfg.run_dir)
+    try:
+        metrics = train(cfg)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        # leave nothing that looks like a run: only Hydra's own files can be here yet
+        if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+            shutil.rmtree(run_dir)
+        sys.exit(2)
+    return metrics.get(cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

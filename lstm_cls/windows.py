@@ -1,0 +1,150 @@
+"""Windowing: one stored series -> chronological splits -> (rows, timesteps, features) batches.
+
+The series is stored once as a [steps, features] float32 tensor. A window is just its start index;
+batches are gathered from the series on demand, so memory stays O(steps), never O(windows * window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+SPLITS = ("train", "val", "test")
+
+
+class UserError(ValueError):
+    """Bad input or settings: reported as one `error:` line with exit code 2, never a traceback."""
+
+
+@dataclass
+class Series:
+    """One or more time series laid end to end.
+
+    x: [steps, features] float32; y: [steps] int64 class index, -1 where the label is missing;
+    bounds: [(start, end)] of each separate series (group), in x's step index.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    bounds: list[tuple[int, int]]
+    feature_names: list[str]
+    class_names: list[str]
+
+
+def split_bounds(
+    start: int, end: int, val_fraction: float, test_fraction: float
+) -> dict[str, tuple[int, int]]:
+    """Cut the steps [start, end) of one series chronologically: train, then val, then test."""
+    n = end - start
+    n_test = int(round(n * test_fraction))
+    n_val = int(round(n * val_fraction))
+    a, b = start + n - n_val - n_test, start + n - n_test
+    return {"train": (start, a), "val": (a, b), "test": (b, end)}
+
+
+def window_starts(
+    start: int, end: int, window: int, stride: int = 1, horizon: int = 0
+) -> torch.Tensor:
+    """Starts of the windows lying wholly in [start, end), label step (last step + horizon) included.
+
+    Windows are cut inside one segment only, which is the purge gap: no window, and no label,
+    ever crosses a split or group boundary.
+    """
+    last = end - window - horizon  # the last start whose label step is still < end
+    if last < start:
+        return torch.empty(0, dtype=torch.long)
+    return torch.arange(start, last + 1, stride, dtype=torch.long)
+
+
+class WindowSet(Dataset):
+    """Windows of a series, addressed by a whole batch of indices at once (see `loader`)."""
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, starts: torch.Tensor, window: int, horizon: int = 0
+    ) -> None:
+        self.x, self.y, self.starts = x, y, starts
+        self.offsets = torch.arange(window)
+        self.label_offset = window - 1 + horizon
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, idx: list[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.starts[torch.as_tensor(idx)]  # [batch]
+        # [batch, 1] + [timesteps] -> [batch, timesteps] step indices -> [batch, timesteps, features]
+        return self.x[s[:, None] + self.offsets], self.y[s + self.label_offset]
+
+    def labels(self) -> torch.Tensor:
+        """The label of every window, in order: [windows]."""
+        return self.y[self.starts + self.label_offset]
+
+
+def loader(ws: WindowSet, batch_size: int, shuffle: bool, num_workers: int = 0) -> DataLoader:
+    """Batches gathered in one indexing op each, instead of `batch_size` __getitem__ + collate calls."""
+    sampler = RandomSampler(ws) if shuffle else SequentialSampler(ws)
+    return DataLoader(
+        ws,
+        batch_size=None,  # the sampler below already yields whole batches of indices
+        sampler=BatchSampler(sampler, batch_size, drop_last=False),
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def split_segments(
+    series: Series, val_fraction: float, test_fraction: float
+) -> dict[str, list[tuple[int, int]]]:
+    """Step ranges of each split: every group is cut chronologically, so every split sees every group."""
+    segments: dict[str, list[tuple[int, int]]] = {s: [] for s in SPLITS}
+    for g_start, g_end in series.bounds:
+        for split, seg in split_bounds(g_start, g_end, val_fraction, test_fraction).items():
+            segments[split].append(seg)
+    return segments
+
+
+def make_splits(
+    series: Series,
+    segments: dict[str, list[tuple[int, int]]],
+    window: int,
+    stride: int = 1,
+    horizon: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Window starts of each split; windows whose label is missing (-1) are dropped."""
+    label_offset = window - 1 + horizon
+    out = {}
+    for split, segs in segments.items():
+        s = torch.cat([window_starts(a, b, window, stride, horizon) for a, b in segs])
+        out[split] = s[series.y[s + label_offset] >= 0]
+    return out
+
+
+def fit_normaliser(
+    x: torch.Tensor, segments: list[tuple[int, int]], chunk: int = 1 << 20
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and std over the given (training) steps only.
+
+    Float64 sums over chunks, so a 10M-step series is never copied whole; NaNs are ignored.
+    """
+    n = torch.zeros(x.shape[1], dtype=torch.float64)
+    s1, s2 = n.clone(), n.clone()
+    for a, b in segments:
+        for i in range(a, b, chunk):
+            c = x[i : min(b, i + chunk)].double()
+            ok = ~torch.isnan(c)
+            c = torch.where(ok, c, 0.0)
+            n += ok.sum(0)
+            s1 += c.sum(0)
+            s2 += (c * c).sum(0)
+    mean = s1 / n.clamp(min=1)
+    std = torch.sqrt((s2 / n.clamp(min=1) - mean**2).clamp(min=0))
+    std = torch.where(std > 1e-12 * mean.abs().clamp(min=1), std, 1.0)  # a constant feature stays as is
+    return mean.float(), std.float()
+
+
+def normalise_(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
+    """In place, in chunks: no second copy of a large series."""
+    for i in range(0, len(x), chunk):
+        x[i : i + chunk].sub_(mean).div_(std)
+    return x

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# a run that takes a second or two: few steps, tiny model
+TINY = ["data.length=600", "data.window=8", "data.lag=4", "model.hidden=8", "trainer.max_epochs=2",
+        "callbacks.progress_bar.refresh_rate=0"]
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose conf/train.yaml with overrides, its run directory in tmp_path."""
+
+    def _make(*overrides: str, run_dir: Path | None = None) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose("train", overrides=[f"run_dir={run_dir or tmp_path / 'run'}", *overrides])
+
+    return _make
+
+
+def run_cli(*args: str, cwd: Path | None = None, module: str = "lstm_cls.train") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)

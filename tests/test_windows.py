@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+
+from lstm_cls.data import SyntheticDataModule
+from lstm_cls.sources import synthetic
+from lstm_cls.windows import (
+    Series,
+    WindowSet,
+    fit_normaliser,
+    loader,
+    make_splits,
+    split_segments,
+    window_starts,
+)
+
+
+def ramp(n: int = 200, f: int = 3, bounds=None) -> Series:
+    """x[t, j] = 10 t + j, so every value says which step and feature it came from."""
+    x = (torch.arange(n)[:, None] * 10 + torch.arange(f)[None, :]).float()
+    return Series(x, torch.arange(n) % 2, bounds or [(0, n)], [f"f{j}" for j in range(f)], ["0", "1"])
+
+
+def test_window_shapes_and_values_at_known_indices():
+    s = ramp()
+    ws = WindowSet(s.x, s.y, torch.tensor([0, 5, 100]), window=4)
+    x, y = ws[[0, 2]]
+    assert x.shape == (2, 4, 3) and x.dtype == torch.float32
+    assert x[0, :, 0].tolist() == [0, 10, 20, 30]
+    assert x[1, 3, 2].item() == 103 * 10 + 2  # window starting at 100, its last step, feature 2
+    assert y.tolist() == [s.y[3].item(), s.y[103].item()]  # label at the last step
+
+
+def test_horizon_labels_a_later_step_and_stride_skips_starts():
+    s = ramp()
+    ws = WindowSet(s.x, s.y, window_starts(0, 20, window=5, stride=3, horizon=2), window=5, horizon=2)
+    assert ws.starts.tolist() == [0, 3, 6, 9, 12]  # 12 + 5 - 1 + 2 = 18 < 20; 15 would need step 21
+    _, y = ws[[1]]
+    assert y.item() == s.y[3 + 4 + 2].item()
+
+
+def test_no_window_or_label_in_two_splits_and_test_is_a_quarter_of_train():
+    s = ramp(1000, bounds=[(0, 600), (600, 1000)])
+    segs = split_segments(s, 0.125, 0.175)
+    starts = make_splits(s, segs, window=10, horizon=3)
+    owner = torch.full((1000,), -1)
+    for k, split in enumerate(("train", "val", "test")):
+        for a, b in segs[split]:
+            owner[a:b] = k
+        st = starts[split]
+        steps = st[:, None] + torch.arange(10 + 3)  # every step a window reads, plus its label step
+        assert (owner[steps] == k).all(), f"a {split} window leaves its split"
+        group = (st >= 600).long()
+        assert (((steps >= 600).long()) == group[:, None]).all(), "a window spans two groups"
+    train_steps = sum(b - a for a, b in segs["train"])
+    test_steps = sum(b - a for a, b in segs["test"])
+    assert test_steps / train_steps == pytest.approx(0.25, abs=0.01)
+    # chronological within each group: val after train, test after val
+    assert segs["train"][0][1] == segs["val"][0][0] and segs["val"][0][1] == segs["test"][0][0]
+
+
+def test_windows_with_missing_labels_are_dropped():
+    s = ramp(100)
+    s.y[20] = -1
+    starts = make_splits(s, split_segments(s, 0.2, 0.2), window=5)
+    assert 16 not in starts["train"].tolist()  # the window ending at step 20
+    assert 15 in starts["train"].tolist()
+
+
+def test_normalisation_statistics_come_from_training_steps_only():
+    s = ramp(100)
+    s.x[70:] = 1e6  # val and test are wildly different: they must not move the statistics
+    segs = split_segments(s, 0.15, 0.15)
+    assert segs["train"] == [(0, 70)]
+    mean, std = fit_normaliser(s.x, segs["train"], chunk=16)  # chunked sums give the plain answer
+    ref = s.x[:70].double().numpy()
+    np.testing.assert_allclose(mean.numpy(), ref.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(std.numpy(), ref.std(0), rtol=1e-6)
+
+
+def test_datamodule_stores_the_series_once_and_batches_are_views_of_it():
+    dm = SyntheticDataModule(length=500, window=12, batch_size=7, lag=4)
+    dm.setup("fit")
+    ptrs = {ws.x.data_ptr() for ws in dm.sets.values()}
+    assert ptrs == {dm.series.x.data_ptr()}  # one series shared by all splits, never copied per window
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (7, 12, 13) and y.shape == (7,) and x.dtype == torch.float32
+    n = sum(len(xb) for xb, _ in loader(dm.sets["val"], 7, shuffle=False))
+    assert n == len(dm.sets["val"])
+    # normalised with training statistics: the training steps have mean ~0 and std ~1
+    a, b = split_segments(dm.series, 0.125, 0.175)["train"][0]
+    assert dm.series.x[a:b].mean().abs() < 1e-5
+    assert dm.series.x[a:b].std(0, correction=0).sub(1).abs().max() < 1e-3
+
+
+def test_synthetic_is_deterministic_float32_and_its_label_needs_the_past():
+    a, b, c = synthetic(3000, seed=1), synthetic(3000, seed=1), synthetic(3000, seed=2)
+    assert a.x.dtype == torch.float32 and a.x.shape == (3000, 13)
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert not torch.equal(a.x, c.x)
+    clean = synthetic(3000, noise=0.0, lag=8, seed=1)
+    x = clean.x.double().numpy()
+    for t in (8, 500, 2999):  # the documented rule, written out: same sign of two 8-step sums
+        s0, s1 = x[t - 7 : t + 1, 0].sum(), x[t - 7 : t + 1, 1].sum()
+        assert clean.y[t].item() == int(s0 * s1 > 0)
+    assert 0.45 < clean.y.float().mean() < 0.55
+    # no single step predicts it: the label agrees with sign(x0 * x1) at that step barely above chance
+    same = (torch.sign(clean.x[:, 0] * clean.x[:, 1]) > 0).long()
+    assert (same == clean.y).float().mean() < 0.7
+    noisy = synthetic(3000, noise=0.2, lag=8, seed=1)
+    assert (noisy.y != clean.y).float().mean() == pytest.approx(0.2, abs=0.03)
+
+
+def test_synthetic_three_classes_are_balanced_bins():
+    s = synthetic(6000, n_classes=3, noise=0.0, seed=0)
+    counts = torch.bincount(s.y, minlength=3)
+    assert counts.min() > 1900 and s.class_names == ["0", "1", "2"]
