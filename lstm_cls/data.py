@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
 from lstm_cls import sources
@@ -109,14 +108,16 @@ class SyntheticDataModule(WindowDataModule):
 
     def __init__(
         self,
-        length: int = 4000,
+        length: int = 8000,
         n_features: int = 13,
         n_classes: int = 2,
-        noise: float = 0.15,
-        lag: int = 8,
+        noise: float = 0.1,
+        signal: float = 0.4,
+        regime: float = 20.0,
         seed: int = 0,
         **window_kwargs: Any,
     ) -> None:
         super().__init__(
-            lambda: sources.synthetic(length, n_features, n_classes, noise, lag, seed), **window_kwargs
+            lambda: sources.synthetic(length, n_features, n_classes, noise, signal, regime, seed),
+            **window_kwargs,
         )

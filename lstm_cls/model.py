@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -174,8 +173,13 @@ class LSTMClassifier(L.LightningModule):
 
     def summary(self) -> str:
         """Keras' model.summary() layout: layer, output shape, params; total, trainable, non-trainable."""
-        rows = [(f"lstm (LSTM{', bidirectional' if self.hparams.bidirectional else ''})",
-                 f"(None, {self.fc1.in_features})", self.lstm)]
+        rows = [
+            (
+                f"lstm (LSTM{', bidirectional' if self.hparams.bidirectional else ''})",
+                f"(None, {self.fc1.in_features})",
+                self.lstm,
+            )
+        ]
         rows += [("dense (Linear, relu)", f"(None, {self.fc1.out_features})", self.fc1)]
         rows += [("dense_1 (Linear)", f"(None, {self.fc2.out_features})", self.fc2)]
         line = "_" * 66
@@ -184,8 +188,13 @@ class LSTMClassifier(L.LightningModule):
             out.append(f"{name:<34}{shape:<20}{sum(p.numel() for p in mod.parameters()):>12,}")
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        out += ["=" * 66, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {total - trainable:,}", line]
+        out += [
+            "=" * 66,
+            f"Total params: {total:,}",
+            f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}",
+            line,
+        ]
         return "\n".join(out)
 
 

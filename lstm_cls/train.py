@@ -22,16 +22,29 @@ log = logging.getLogger(__name__)
 
 # num_workers=0 is deliberate: worker processes only compete with training for 2 cores
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
+# the run directory already holds Hydra's .hydra/ when the CSV logger starts
+warnings.filterwarnings("ignore", ".*exists and is not empty.*")
+warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")  # nothing is logged per step
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda r: "litlogger" not in r.getMessage()
+)
 
 
 def check_config(cfg: DictConfig) -> None:
     """Reject out-of-range settings before any data is read or directory filled."""
     d, m = cfg.data, cfg.model
     problems = []
-    for key, value in [("model.hidden", m.hidden), ("model.head", m.head), ("model.num_layers", m.num_layers),
-                       ("data.batch_size", d.batch_size), ("data.window", d.window),
-                       ("data.stride", d.stride), ("trainer.max_epochs", cfg.trainer.max_epochs),
-                       ("threads", cfg.threads)]:
+    for key, value in [
+        ("model.hidden", m.hidden),
+        ("model.head", m.head),
+        ("model.num_layers", m.num_layers),
+        ("data.batch_size", d.batch_size),
+        ("data.window", d.window),
+        ("data.stride", d.stride),
+        ("trainer.max_epochs", cfg.trainer.max_epochs),
+        ("threads", cfg.threads),
+    ]:
         if not isinstance(value, int) or value <= 0:
             problems.append(f"{key} must be a positive integer (got {value!r})")
     if not isinstance(d.horizon, int) or d.horizon < 0:
@@ -116,8 +129,11 @@ def log_to_tensorboard(trainer: L.Trainer, cfg: DictConfig, model: L.LightningMo
 
     extra = {k: float(v) for k, v in metrics.items()}
     params = flat(OmegaConf.to_container(cfg, resolve=True), "")
-    params = {k: v for k, v in params.items() if k.split(".")[0] in ("data", "model", "seed") or
-              k in ("trainer.max_epochs",)}
+    params = {
+        k: v
+        for k, v in params.items()
+        if k.split(".")[0] in ("data", "model", "seed") or k in ("trainer.max_epochs",)
+    }
     # the final values go in as scalars under their own tags; the HParams tab shows each tag's last value
     names = [k for k in extra if not k.startswith(("train/", "val/", "test/"))]
     tb.log_metrics({f"final/{k}": extra[k] for k in names}, step=int(metrics["epochs"]))

@@ -44,9 +44,7 @@ def split_bounds(
     return {"train": (start, a), "val": (a, b), "test": (b, end)}
 
 
-def window_starts(
-    start: int, end: int, window: int, stride: int = 1, horizon: int = 0
-) -> torch.Tensor:
+def window_starts(start: int, end: int, window: int, stride: int = 1, horizon: int = 0) -> torch.Tensor:
     """Starts of the windows lying wholly in [start, end), label step (last step + horizon) included.
 
     Windows are cut inside one segment only, which is the purge gap: no window, and no label,

@@ -15,8 +15,13 @@ CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # a run that takes a second or two: few steps, tiny model
-TINY = ["data.length=600", "data.window=8", "data.lag=4", "model.hidden=8", "trainer.max_epochs=2",
-        "callbacks.progress_bar.refresh_rate=0"]
+TINY = [
+    "data.length=600",
+    "data.window=8",
+    "model.hidden=8",
+    "trainer.max_epochs=2",
+    "callbacks.progress_bar.refresh_rate=0",
+]
 
 
 @pytest.fixture
@@ -30,7 +35,15 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     return _make
 
 
-def run_cli(*args: str, cwd: Path | None = None, module: str = "lstm_cls.train") -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, module: str = "lstm_cls.train"
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -29,7 +29,7 @@ def test_summary_is_in_the_reference_form():
 
 
 def keras_lstm(x, w_ih, w_hh, b):
-    """Keras' LSTM equations with its single bias, one step at a time: [batch, time, feat] -> [batch, hidden]."""
+    """Keras' LSTM equations, one bias, step by step: [batch, time, feat] -> [batch, hidden]."""
     h = torch.zeros(x.shape[0], w_hh.shape[1])
     c = torch.zeros_like(h)
     for t in range(x.shape[1]):
@@ -96,12 +96,20 @@ def test_mse_is_squared_error_of_softmax_to_one_hot():
 def test_small_model_memorises_a_few_dozen_windows(tmp_path):
     L.seed_everything(0, verbose=False)
     # 48 training windows of pure noise labels: only memorising gets them right
-    dm = SyntheticDataModule(length=80, window=4, lag=2, noise=0.5, batch_size=8, val_fraction=0.1,
-                             test_fraction=0.1)
+    dm = SyntheticDataModule(
+        length=80, window=4, noise=0.5, batch_size=8, val_fraction=0.1, test_fraction=0.1
+    )
     dm.setup("fit")
     assert len(dm.sets["train"]) < 70
     model = LSTMClassifier(n_features=13, n_classes=2, hidden=32, lr=0.01)
-    trainer = L.Trainer(max_epochs=150, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=150,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, datamodule=dm)
     assert model.epoch_metrics["train"]["train/acc"] >= 0.97

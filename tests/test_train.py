@@ -11,9 +11,23 @@ from lstm_cls.windows import UserError
 
 from .conftest import CONF, TINY, run_cli
 
-METRIC_KEYS = {"train/loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc", "test/f1",
-               "test/auroc", "best_epoch", "epochs", "params_trainable", "windows/train", "windows/val",
-               "windows/test", "fit_seconds"}
+METRIC_KEYS = {
+    "train/loss",
+    "train/acc",
+    "val/loss",
+    "val/acc",
+    "test/loss",
+    "test/acc",
+    "test/f1",
+    "test/auroc",
+    "best_epoch",
+    "epochs",
+    "params_trainable",
+    "windows/train",
+    "windows/val",
+    "windows/test",
+    "fit_seconds",
+}
 
 
 @pytest.mark.parametrize(
@@ -64,14 +78,23 @@ def test_train_writes_metrics_checkpoints_and_tensorboard(make_cfg, tmp_path):
     events = EventAccumulator(str(run), size_guidance={"scalars": 0, "tensors": 0})
     events.Reload()
     tags = events.Tags()["scalars"]
-    for tag in ("train/loss", "train/acc", "train/f1", "train/auroc", "val/loss", "val/acc", "gap/acc",
-                "gap/loss", "test/acc"):
+    for tag in (
+        "train/loss",
+        "train/acc",
+        "train/f1",
+        "train/auroc",
+        "val/loss",
+        "val/acc",
+        "gap/acc",
+        "gap/loss",
+        "test/acc",
+    ):
         assert tag in tags, tag
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]  # once per epoch, counted from 1
     gaps = [e.value for e in events.Scalars("gap/acc")]
     train_acc = [e.value for e in events.Scalars("train/acc")]
     val_acc = [e.value for e in events.Scalars("val/acc")]
-    assert gaps == pytest.approx([t - v for t, v in zip(train_acc, val_acc)], abs=1e-6)
+    assert gaps == pytest.approx([t - v for t, v in zip(train_acc, val_acc, strict=True)], abs=1e-6)
     assert "hp_metric" not in tags
     assert "test/confusion_matrix" in events.Tags()["images"]
     plugins = events.PluginTagToContent("hparams")

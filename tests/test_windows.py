@@ -79,7 +79,7 @@ def test_normalisation_statistics_come_from_training_steps_only():
 
 
 def test_datamodule_stores_the_series_once_and_batches_are_views_of_it():
-    dm = SyntheticDataModule(length=500, window=12, batch_size=7, lag=4)
+    dm = SyntheticDataModule(length=500, window=12, batch_size=7)
     dm.setup("fit")
     ptrs = {ws.x.data_ptr() for ws in dm.sets.values()}
     assert ptrs == {dm.series.x.data_ptr()}  # one series shared by all splits, never copied per window
@@ -93,25 +93,44 @@ def test_datamodule_stores_the_series_once_and_batches_are_views_of_it():
     assert dm.series.x[a:b].std(0, correction=0).sub(1).abs().max() < 1e-3
 
 
+def forward_filter(x: np.ndarray, signal: float, regime: float) -> np.ndarray:
+    """The Bayes-optimal causal classifier for two regimes: an HMM forward pass, written out."""
+    mu = np.zeros((2, x.shape[1]))
+    mu[0, 0::2], mu[1, 1::2] = signal, signal
+    loglik = -0.5 * ((x[:, None, :] - mu[None]) ** 2).sum(-1)  # [steps, 2]
+    p = 1 / regime
+    belief, out = np.array([0.5, 0.5]), np.empty(len(x), dtype=np.int64)
+    for t in range(len(x)):
+        belief = (belief * (1 - p) + belief[::-1] * p) * np.exp(loglik[t] - loglik[t].max())
+        belief /= belief.sum()
+        out[t] = belief.argmax()
+    return out
+
+
 def test_synthetic_is_deterministic_float32_and_its_label_needs_the_past():
     a, b, c = synthetic(3000, seed=1), synthetic(3000, seed=1), synthetic(3000, seed=2)
     assert a.x.dtype == torch.float32 and a.x.shape == (3000, 13)
     assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
     assert not torch.equal(a.x, c.x)
-    clean = synthetic(3000, noise=0.0, lag=8, seed=1)
-    x = clean.x.double().numpy()
-    for t in (8, 500, 2999):  # the documented rule, written out: same sign of two 8-step sums
-        s0, s1 = x[t - 7 : t + 1, 0].sum(), x[t - 7 : t + 1, 1].sum()
-        assert clean.y[t].item() == int(s0 * s1 > 0)
-    assert 0.45 < clean.y.float().mean() < 0.55
-    # no single step predicts it: the label agrees with sign(x0 * x1) at that step barely above chance
-    same = (torch.sign(clean.x[:, 0] * clean.x[:, 1]) > 0).long()
-    assert (same == clean.y).float().mean() < 0.7
-    noisy = synthetic(3000, noise=0.2, lag=8, seed=1)
-    assert (noisy.y != clean.y).float().mean() == pytest.approx(0.2, abs=0.03)
+    clean = synthetic(20000, noise=0.0, signal=0.4, regime=20, seed=1)
+    x, y = clean.x.double().numpy(), clean.y.numpy()
+    # the documented rule: regime c lifts the mean of features c, c + 2, ... by `signal`
+    own = x[:, 0::2].mean(1) - x[:, 1::2].mean(1)  # > 0 leans to class 0
+    assert own[y == 0].mean() > 0.35 and own[y == 1].mean() < -0.35
+    assert 20000 / (y[1:] != y[:-1]).sum() == pytest.approx(20, rel=0.15)  # mean regime length
+    assert 0.4 < y.mean() < 0.6
+    # one step is weak evidence; filtering the past is strong: a sequence model has the edge
+    one_step = ((own < 0) == y).mean()
+    filtered = (forward_filter(x, 0.4, 20) == y).mean()
+    assert 0.72 < one_step < 0.8 and filtered > one_step + 0.1
+    noisy = synthetic(20000, noise=0.2, signal=0.4, regime=20, seed=1)
+    assert torch.equal(noisy.x, clean.x)
+    assert (noisy.y != clean.y).float().mean() == pytest.approx(0.2, abs=0.02)
 
 
-def test_synthetic_three_classes_are_balanced_bins():
-    s = synthetic(6000, n_classes=3, noise=0.0, seed=0)
+def test_synthetic_three_classes():
+    s = synthetic(30000, n_classes=3, noise=0.0, seed=0)
     counts = torch.bincount(s.y, minlength=3)
-    assert counts.min() > 1900 and s.class_names == ["0", "1", "2"]
+    assert counts.min() > 8000 and s.class_names == ["0", "1", "2"]
+    # at a switch the regime always moves to another class
+    assert ((s.y[1:] - s.y[:-1]) != 0).float().mean() == pytest.approx(0.05, abs=0.01)
