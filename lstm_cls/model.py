@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -71,6 +73,9 @@ class LSTMClassifier(L.LightningModule):
         )
         self.confusion = MulticlassConfusionMatrix(n_classes)
         self.epoch_metrics: dict[str, dict[str, float]] = {}  # last computed, per stage
+        # what using the model needs (feature and class names, normalisation, window...): plain data,
+        # set by train.py from the data module and stored in every checkpoint
+        self.data_info: dict[str, Any] = {}
 
     def _keras_init(self) -> None:
         """Keras LSTM defaults: glorot-uniform kernel, orthogonal recurrent kernel, zero bias with
@@ -166,6 +171,12 @@ class LSTMClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log(self._epoch_metrics("test"))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["data_info"] = self.data_info
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.data_info = checkpoint.get("data_info", {})
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]

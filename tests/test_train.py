@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lstm_cls.train import check_config, train
@@ -73,7 +74,13 @@ def test_train_writes_metrics_checkpoints_and_tensorboard(make_cfg, tmp_path):
     assert saved["epochs"] == 3 and 1 <= saved["best_epoch"] <= 3 and saved["params_trainable"] == 848
     assert saved["windows/train"] > saved["windows/test"] > 0
     assert all(0 <= saved[k] <= 1 for k in ("train/acc", "val/acc", "test/acc", "test/f1", "test/auroc"))
-    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)  # plain data only
+    assert ckpt["epoch"] + 1 == saved["best_epoch"]
+    info = ckpt["data_info"]
+    assert info["feature_names"] == [f"x{i}" for i in range(13)] and info["class_names"] == ["0", "1"]
+    assert len(info["mean"]) == len(info["std"]) == 13 and (info["window"], info["horizon"]) == (8, 0)
+    assert ckpt["hyper_parameters"]["hidden"] == 8
 
     events = EventAccumulator(str(run), size_guidance={"scalars": 0, "tensors": 0})
     events.Reload()
