@@ -9,11 +9,10 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from lstm_cls import sources
+from lstm_cls import UserError, sources
 from lstm_cls.windows import (
     SPLITS,
     Series,
-    UserError,
     WindowSet,
     fit_normaliser,
     loader,
@@ -55,10 +54,17 @@ class WindowDataModule(L.LightningDataModule):
         if self.series is not None:  # fit, then test: load and window once
             return
         series = self.load()
-        segments = split_segments(series, self.val_fraction, self.test_fraction)
+        segments = self.segments(series)
         self.mean, self.std = fit_normaliser(series.x, segments["train"])
         normalise_(series.x, self.mean, self.std)
-        starts = make_splits(series, segments, self.window, self.stride, self.horizon)
+        starts, dropped = make_splits(series, segments, self.window, self.stride, self.horizon)
+        if any(dropped.values()):
+            log.info(
+                "dropped %d windows with a missing label, %d holding a missing feature value (data.nan=%s)",
+                dropped["label"],
+                dropped["nan"],
+                getattr(self, "nan", "-"),
+            )
         for split in SPLITS:
             if len(starts[split]) == 0:
                 lengths = sorted({b - a for a, b in segments[split]})
@@ -69,6 +75,10 @@ class WindowDataModule(L.LightningDataModule):
         self.series = series
         self.sets = {s: WindowSet(series.x, series.y, starts[s], self.window, self.horizon) for s in SPLITS}
         log.info("windows: %s", {s: len(w) for s, w in self.sets.items()})
+
+    def segments(self, series: Series) -> dict[str, list[tuple[int, int]]]:
+        """Step ranges of train, val and test: each group cut chronologically by the fractions."""
+        return split_segments(series, self.val_fraction, self.test_fraction)
 
     @property
     def n_features(self) -> int:
@@ -121,3 +131,88 @@ class SyntheticDataModule(WindowDataModule):
             lambda: sources.synthetic(length, n_features, n_classes, noise, signal, regime, seed),
             **window_kwargs,
         )
+
+
+class CsvDataModule(WindowDataModule):
+    """`data=csv` and its presets: a table file (see `sources.table` for the column rules).
+
+    `val_path` / `test_path` give whole files for validation / test instead of carving them from
+    `path`; they are windowed with the training file's normalisation and class names.
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        target: str | None = None,
+        features: list[str] | None = None,
+        time: str | None = None,
+        group: str | None = None,
+        groups: list | None = None,
+        nan: str = "ffill",
+        dayfirst: bool | None = None,
+        val_path: str | None = None,
+        test_path: str | None = None,
+        hint: str = "",
+        **window_kwargs: Any,
+    ) -> None:
+        super().__init__(self._load, **window_kwargs)
+        self.path, self.target, self.hint = path, target, hint
+        self.columns = {
+            "features": features,
+            "time": time,
+            "group": group,
+            "groups": groups,
+            "nan": nan,
+            "dayfirst": dayfirst,
+        }
+        self.nan = nan
+        self.extra = {"val": val_path, "test": test_path}
+
+    def _load(self) -> Series:
+        if not self.path:
+            raise UserError(
+                f"data.path is not set: {self.hint or 'pass data.path=FILE (.csv, .csv.gz, .parquet)'}"
+            )
+        if not self.target:
+            raise UserError("data.target is not set: pass data.target=COLUMN, the label column")
+        cols = {
+            k: (list(v) if k in ("features", "groups") and v is not None else v)
+            for k, v in self.columns.items()
+        }
+        main = sources.table(sources.read_table(self.path), self.target, **cols)
+        self._check_lengths(main, self.path)
+        parts, self.n_main = [main], len(main.bounds)
+        self.extra_bounds: dict[str, list[tuple[int, int]]] = {}
+        offset = len(main.x)
+        for split, path in self.extra.items():
+            if path:
+                part = sources.table(
+                    sources.read_table(path, f"data.{split}_path"),
+                    self.target,
+                    classes=main.class_names,
+                    where=path,
+                    **cols,
+                )
+                self._check_lengths(part, path)
+                self.extra_bounds[split] = [(a + offset, b + offset) for a, b in part.bounds]
+                parts.append(part)
+                offset += len(part.x)
+        return sources.concat(parts)
+
+    def _check_lengths(self, series: Series, path: str) -> None:
+        short = [n for n in sources.group_lengths(series) if n < self.window + self.horizon]
+        if short:
+            what = "series" if len(series.bounds) == 1 else f"{len(short)} of {len(series.bounds)} groups"
+            raise UserError(
+                f"{path}: {what} shorter than one window: lengths {sorted(short)[:10]} < "
+                f"data.window={self.window} + data.horizon={self.horizon}"
+            )
+
+    def segments(self, series: Series) -> dict[str, list[tuple[int, int]]]:
+        # the training file is cut as usual, less the parts given as whole files
+        val = 0.0 if "val" in self.extra_bounds else self.val_fraction
+        test = 0.0 if "test" in self.extra_bounds else self.test_fraction
+        segs = split_segments(series, val, test, n_bounds=self.n_main)
+        for split, bounds in self.extra_bounds.items():
+            segs[split] = [seg for seg in segs[split] if seg[1] > seg[0]] + bounds
+        return segs

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import torch
 
-from lstm_cls.windows import Series, UserError
+from lstm_cls import UserError
+from lstm_cls.windows import Series
+
+log = logging.getLogger(__name__)
+
+_BOOLEAN = {"yes": 1.0, "no": 0.0, "true": 1.0, "false": 0.0}
 
 
 def synthetic(
@@ -53,4 +62,169 @@ def synthetic(
         bounds=[(0, length)],
         feature_names=[f"x{i}" for i in range(n_features)],
         class_names=[str(c) for c in range(n_classes)],
+    )
+
+
+def read_table(path: str | Path, what: str = "data.path") -> pd.DataFrame:
+    """A .csv, .csv.gz, .txt (comma-separated) or .parquet file as a DataFrame; bad files are UserErrors."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what}: no such file: {p}")
+    try:
+        if p.name.endswith(".parquet"):
+            df = pd.read_parquet(p)
+        elif p.name.endswith((".csv", ".csv.gz", ".txt")):
+            df = pd.read_csv(p)
+        else:
+            raise UserError(f"{what}: {p} is not a .csv, .csv.gz, .txt or .parquet file")
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{what}: {p} is empty") from None
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise UserError(f"{what}: cannot read {p}: {str(e).splitlines()[0]}") from None
+    if len(df) == 0:
+        raise UserError(f"{what}: {p} has a header but no rows")
+    return df
+
+
+def _as_numeric(col: pd.Series) -> pd.Series | None:
+    """Numbers as float; Yes/No and True/False as 1/0; None for anything else."""
+    if pd.api.types.is_bool_dtype(col):
+        return col.astype(float)
+    if pd.api.types.is_numeric_dtype(col):
+        return col.astype(float)
+    values = col.dropna().astype(str).str.strip().str.lower()
+    if len(values) and values.isin(list(_BOOLEAN)).all():
+        return col.astype(str).str.strip().str.lower().map(_BOOLEAN)
+    return None
+
+
+def parse_times(col: pd.Series, dayfirst: bool | None, name: str) -> pd.Series:
+    """Dates/times: ISO first; otherwise day-first or month-first, told by a field > 12 (or `dayfirst`)."""
+    try:
+        return pd.to_datetime(col, format="ISO8601")
+    except (ValueError, TypeError):
+        pass
+    if dayfirst is None:
+        fields = col.dropna().astype(str).str.extract(r"^(\d{1,2})[-/.](\d{1,2})[-/.]")
+        first, second = (pd.to_numeric(fields[i], errors="coerce") for i in (0, 1))
+        dayfirst = bool((first > 12).any()) or not bool((second > 12).any())
+    try:
+        return pd.to_datetime(col, dayfirst=dayfirst, format="mixed")
+    except (ValueError, TypeError) as e:
+        raise UserError(
+            f"data.time: column {name!r} does not parse as dates: {str(e).splitlines()[0]}"
+        ) from None
+
+
+def _class_name(v: object) -> str:
+    """1.0 -> "1": an integer target with missing values arrives as floats."""
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def table(
+    df: pd.DataFrame,
+    target: str,
+    features: list[str] | None = None,
+    time: str | None = None,
+    group: str | None = None,
+    groups: list | None = None,
+    nan: str = "ffill",
+    dayfirst: bool | None = None,
+    classes: list[str] | None = None,
+    where: str = "data.path",
+) -> Series:
+    """A DataFrame as a `Series`: sorted by group then time, labels as class indices (-1 where missing).
+
+    `classes` fixes the class names (for validation/test files, the training file's); otherwise they
+    are the target's values in sorted order.
+    """
+    cols = list(df.columns)
+    for key, name in (("data.target", target), ("data.time", time), ("data.group", group)):
+        if name is not None and name not in df.columns:
+            raise UserError(f"{key}: no column {name!r} in {where}; its columns are {cols}")
+    if features is not None:
+        missing = [f for f in features if f not in df.columns]
+        if missing:
+            raise UserError(f"data.features: no column {missing} in {where}; its columns are {cols}")
+    if groups is not None:
+        if group is None:
+            raise UserError("data.groups needs data.group: the column whose values are separate series")
+        present = set(df[group].astype(str))
+        unknown = [g for g in groups if str(g) not in present]
+        if unknown:
+            raise UserError(f"data.groups: no group {unknown} in column {group!r} of {where}")
+        df = df[df[group].astype(str).isin([str(g) for g in groups])]
+
+    if time is not None:
+        df = df.assign(**{time: parse_times(df[time], dayfirst, time)})
+    order = [c for c in (group, time) if c is not None]
+    if order:
+        df = df.sort_values(order, kind="stable")  # stable: without a time column, file order is time order
+    df = df.reset_index(drop=True)
+
+    chosen = features if features is not None else [c for c in df.columns if c not in (target, time, group)]
+    numeric = {c: _as_numeric(df[c]) for c in chosen}
+    bad = [c for c in chosen if numeric[c] is None]
+    if features is not None and bad:
+        examples = {c: df[c].dropna().astype(str).iloc[0] for c in bad if df[c].notna().any()}
+        raise UserError(f"data.features: not numeric: {bad} (values such as {examples})")
+    if bad:
+        log.info("features: left out %d non-numeric columns: %s", len(bad), bad)
+    names = [c for c in chosen if numeric[c] is not None]
+    if not names:
+        raise UserError(f"no numeric feature column in {where}; its columns are {cols}")
+    x = np.stack([numeric[c].to_numpy(np.float32) for c in names], axis=1)
+
+    if group is not None:
+        keys = df[group].astype(str).to_numpy()
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        bounds = list(zip(starts.tolist(), np.r_[starts[1:], len(df)].tolist(), strict=True))
+    else:
+        bounds = [(0, len(df))]
+    if nan == "error" and np.isnan(x).any():
+        counts = {n: int(k) for n, k in zip(names, np.isnan(x).sum(0), strict=True) if k}
+        raise UserError(f"data.nan=error: missing feature values in {where}: {counts}")
+    if nan == "ffill":  # carry the last value forward, never across a group boundary
+        filled = (
+            pd.DataFrame(x).groupby(np.repeat(np.arange(len(bounds)), [b - a for a, b in bounds])).ffill()
+        )
+        x = filled.to_numpy(np.float32)
+
+    y_raw = df[target]
+    present = y_raw.dropna()
+    if classes is None:
+        values = sorted(present.unique().tolist(), key=lambda v: (isinstance(v, str), v))
+        classes = [_class_name(v) for v in values]
+        if len(classes) < 2:
+            raise UserError(f"data.target: column {target!r} has {len(classes)} class {classes}; need >= 2")
+    index = {c: i for i, c in enumerate(classes)}
+    labels = y_raw.map(lambda v: index.get(_class_name(v), -2) if pd.notna(v) else -1).to_numpy(np.int64)
+    if (labels == -2).any():
+        unknown = sorted({_class_name(v) for v in y_raw[labels == -2]})
+        raise UserError(
+            f"data.target in {where}: classes {unknown} do not occur in the training file {classes}"
+        )
+    # pandas may hand out read-only arrays; torch wants writable ones (copied only when needed)
+    x, labels = (np.require(a, requirements="W") for a in (x, labels))
+    return Series(torch.from_numpy(x), torch.from_numpy(labels), bounds, names, classes)
+
+
+def group_lengths(series: Series) -> list[int]:
+    return [b - a for a, b in series.bounds]
+
+
+def concat(parts: list[Series]) -> Series:
+    """Series laid end to end (training file first), their groups kept apart."""
+    offset, bounds = 0, []
+    for p in parts:
+        bounds += [(a + offset, b + offset) for a, b in p.bounds]
+        offset += len(p.x)
+    return Series(
+        torch.cat([p.x for p in parts]),
+        torch.cat([p.y for p in parts]),
+        bounds,
+        parts[0].feature_names,
+        parts[0].class_names,
     )

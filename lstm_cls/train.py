@@ -9,14 +9,17 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_cls.windows import UserError
+from lstm_cls import NAN_RULES, UserError
+
+if TYPE_CHECKING:
+    import lightning as L
+
+# torch and lightning take ~4 s to import: they load in train(), after the settings were checked
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ def check_config(cfg: DictConfig) -> None:
             problems.append(f"data.{key} must be in (0, 1) (got {d[key]!r})")
     if 0 < d.val_fraction < 1 and 0 < d.test_fraction < 1 and d.val_fraction + d.test_fraction >= 1:
         problems.append("data.val_fraction + data.test_fraction must leave steps for training")
+    if "nan" in d and d.nan not in NAN_RULES:
+        problems.append(f"data.nan must be one of {', '.join(NAN_RULES)} (got {d.nan!r})")
     if not 0 <= m.dropout < 1:
         problems.append(f"model.dropout must be in [0, 1) (got {m.dropout!r})")
     if m.lr <= 0:
@@ -62,6 +67,14 @@ def check_config(cfg: DictConfig) -> None:
         problems.append(f"model.loss must be one of ce, bce, mse (got {m.loss!r})")
     if problems:
         raise UserError("; ".join(problems))
+    if "path" in d:  # a table source: its files must exist before anything is built
+        if not d.path:
+            raise UserError(f"data.path is not set: {d.get('hint') or 'pass data.path=FILE'}")
+        if not d.get("target"):
+            raise UserError("data.target is not set: pass data.target=COLUMN, the label column")
+        for key in ("path", "val_path", "test_path"):
+            if d.get(key) and not Path(d[key]).is_file():
+                raise UserError(f"data.{key}: no such file: {d[key]}")
 
 
 def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -80,6 +93,9 @@ def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write `metrics.json`; returns its content."""
     check_config(cfg)
+    import lightning as L
+    import torch
+
     torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.run_dir)
@@ -91,6 +107,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = hydra.utils.instantiate(cfg.model, n_features=dm.n_features, n_classes=len(dm.class_names))
     model.data_info = dm.info()
     print(model.summary())
+    train_labels = dm.sets["train"].labels()
+    shares = torch.bincount(train_labels, minlength=len(dm.class_names)) / len(train_labels)
+    print(
+        "classes (share of training windows):",
+        ", ".join(f"{c} {s:.1%}" for c, s in zip(dm.class_names, shares.tolist(), strict=True)),
+    )
 
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
@@ -108,6 +130,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **{k: em["train"][k] for k in ("train/loss", "train/acc")},
         **{k: em["val"][k] for k in ("val/loss", "val/acc")},
         **{f"test/{k}": em["test"][f"test/{k}"] for k in ("loss", "acc", "f1", "auroc")},
+        # the floor any model must beat: always predict the training majority class
+        "test/majority_acc": float((dm.sets["test"].labels() == shares.argmax()).float().mean()),
         "best_epoch": best_epoch,
         "epochs": trainer.current_epoch,
         "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -122,6 +146,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def log_to_tensorboard(trainer: L.Trainer, cfg: DictConfig, model: L.LightningModule, metrics: dict) -> None:
     """HParams tab (the run's settings and its final metrics) and the test confusion matrix."""
+    import lightning as L
+
     tb = next((lg for lg in trainer.loggers if isinstance(lg, L.pytorch.loggers.TensorBoardLogger)), None)
     if tb is None:
         return

@@ -14,10 +14,6 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 SPLITS = ("train", "val", "test")
 
 
-class UserError(ValueError):
-    """Bad input or settings: reported as one `error:` line with exit code 2, never a traceback."""
-
-
 @dataclass
 class Series:
     """One or more time series laid end to end.
@@ -92,11 +88,15 @@ def loader(ws: WindowSet, batch_size: int, shuffle: bool, num_workers: int = 0) 
 
 
 def split_segments(
-    series: Series, val_fraction: float, test_fraction: float
+    series: Series, val_fraction: float, test_fraction: float, n_bounds: int | None = None
 ) -> dict[str, list[tuple[int, int]]]:
-    """Step ranges of each split: every group is cut chronologically, so every split sees every group."""
+    """Step ranges of each split: every group is cut chronologically, so every split sees every group.
+
+    Only the first `n_bounds` groups are cut (all by default): the rest are whole files given for
+    validation or testing, which the caller places itself.
+    """
     segments: dict[str, list[tuple[int, int]]] = {s: [] for s in SPLITS}
-    for g_start, g_end in series.bounds:
+    for g_start, g_end in series.bounds[:n_bounds]:
         for split, seg in split_bounds(g_start, g_end, val_fraction, test_fraction).items():
             segments[split].append(seg)
     return segments
@@ -108,14 +108,24 @@ def make_splits(
     window: int,
     stride: int = 1,
     horizon: int = 0,
-) -> dict[str, torch.Tensor]:
-    """Window starts of each split; windows whose label is missing (-1) are dropped."""
+) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """Window starts of each split, and how many windows were dropped for a missing label or a NaN.
+
+    A window is dropped when its label is missing (-1) or any of its steps holds a NaN feature.
+    """
     label_offset = window - 1 + horizon
-    out = {}
+    # bad[t] = steps < t holding a NaN: window [s, s + window) is clean iff bad[s + window] == bad[s]
+    bad = torch.zeros(len(series.x) + 1, dtype=torch.long)
+    bad[1:] = torch.cumsum(torch.isnan(series.x).any(1), 0)
+    out, dropped = {}, {"label": 0, "nan": 0}
     for split, segs in segments.items():
         s = torch.cat([window_starts(a, b, window, stride, horizon) for a, b in segs])
-        out[split] = s[series.y[s + label_offset] >= 0]
-    return out
+        labelled = series.y[s + label_offset] >= 0
+        clean = bad[s + window] == bad[s]
+        dropped["label"] += int((~labelled).sum())
+        dropped["nan"] += int((labelled & ~clean).sum())
+        out[split] = s[labelled & clean]
+    return out, dropped
 
 
 def fit_normaliser(

@@ -7,8 +7,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lstm_cls import UserError
 from lstm_cls.train import check_config, train
-from lstm_cls.windows import UserError
 
 from .conftest import CONF, TINY, run_cli
 
@@ -21,6 +21,7 @@ METRIC_KEYS = {
     "test/acc",
     "test/f1",
     "test/auroc",
+    "test/majority_acc",
     "best_epoch",
     "epochs",
     "params_trainable",

@@ -42,7 +42,7 @@ def test_horizon_labels_a_later_step_and_stride_skips_starts():
 def test_no_window_or_label_in_two_splits_and_test_is_a_quarter_of_train():
     s = ramp(1000, bounds=[(0, 600), (600, 1000)])
     segs = split_segments(s, 0.125, 0.175)
-    starts = make_splits(s, segs, window=10, horizon=3)
+    starts, _ = make_splits(s, segs, window=10, horizon=3)
     owner = torch.full((1000,), -1)
     for k, split in enumerate(("train", "val", "test")):
         for a, b in segs[split]:
@@ -59,12 +59,15 @@ def test_no_window_or_label_in_two_splits_and_test_is_a_quarter_of_train():
     assert segs["train"][0][1] == segs["val"][0][0] and segs["val"][0][1] == segs["test"][0][0]
 
 
-def test_windows_with_missing_labels_are_dropped():
+def test_windows_with_a_missing_label_or_a_nan_are_dropped_and_counted():
     s = ramp(100)
     s.y[20] = -1
-    starts = make_splits(s, split_segments(s, 0.2, 0.2), window=5)
+    s.x[40, 1] = float("nan")
+    starts, dropped = make_splits(s, split_segments(s, 0.2, 0.2), window=5)
     assert 16 not in starts["train"].tolist()  # the window ending at step 20
-    assert 15 in starts["train"].tolist()
+    assert not set(range(36, 41)) & set(starts["train"].tolist())  # the 5 windows holding step 40
+    assert {15, 17, 35, 41} <= set(starts["train"].tolist())
+    assert dropped == {"label": 1, "nan": 5}
 
 
 def test_normalisation_statistics_come_from_training_steps_only():

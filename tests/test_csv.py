@@ -1,0 +1,215 @@
+"""data=csv: small tables written by the tests, one per rule, and every bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lstm_cls import UserError
+from lstm_cls.data import CsvDataModule
+from lstm_cls.train import train
+
+from .conftest import run_cli
+
+
+def frame(n: int = 60, seed: int = 0, **extra) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {"a": np.arange(n, dtype=float), "b": rng.normal(size=n), "label": ["no", "yes"] * (n // 2)}
+    )
+    return df.assign(**extra)
+
+
+def dm(path: Path, **kw) -> CsvDataModule:
+    kw = {"target": "label", "window": 4, "batch_size": 8, "val_fraction": 0.2, "test_fraction": 0.2, **kw}
+    m = CsvDataModule(path=str(path), **kw)
+    m.setup("fit")
+    return m
+
+
+def raw_windows(m: CsvDataModule, split: str) -> np.ndarray:
+    """The split's windows, un-normalised: [windows, timesteps, features]."""
+    x, _ = m.sets[split][list(range(len(m.sets[split])))]
+    return (x * m.std + m.mean).numpy()
+
+
+def test_string_target_classes_sorted_and_yes_no_features_numeric(tmp_path, caplog):
+    p = tmp_path / "t.csv"
+    frame(rain=["Yes", "No", None] * 20, note=["x"] * 60).to_csv(p, index=False)
+    with caplog.at_level("INFO"):
+        m = dm(p)
+    assert m.class_names == ["no", "yes"]
+    assert m.series.feature_names == ["a", "b", "rain"]  # "note" is not numeric: left out
+    assert "left out 1 non-numeric columns: ['note']" in caplog.text
+    w = raw_windows(m, "train")
+    np.testing.assert_allclose(w[0, :, 0], [0, 1, 2, 3], atol=1e-4)  # rows in file order
+    np.testing.assert_allclose(w[0, :3, 2], [1, 0, 0], atol=1e-5)  # Yes 1, No 0, None ffilled from No
+
+
+def test_groups_never_share_a_window_and_every_split_sees_every_group(tmp_path):
+    n = 40
+    df = pd.DataFrame(
+        {
+            "station": ["B", "A"] * n,
+            "a": np.r_[np.arange(n), 1000 + np.arange(n)].reshape(2, n).T.ravel(),
+            "label": [0, 1, 1, 0] * (n // 2),
+        }
+    )
+    df.to_csv(p := tmp_path / "g.csv", index=False)
+    m = dm(p, group="station")
+    assert [b - a for a, b in m.series.bounds] == [n, n]
+    for split in ("train", "val", "test"):
+        first = raw_windows(m, split)[:, :, 0]
+        groups = first >= 1000
+        assert (groups.all(1) | (~groups).all(1)).all(), f"a {split} window spans two stations"
+        assert groups.all(1).any() and (~groups).all(1).any(), f"{split} lacks a station"
+        assert np.allclose(np.diff(first, axis=1), 1, atol=1e-3)  # consecutive steps of one station
+    assert CsvDataModule(
+        path=str(p), target="label", group="station", groups=["A"], window=4
+    ).load().bounds == [(0, n)]
+
+
+@pytest.mark.parametrize(
+    ("dates", "dayfirst"),
+    [
+        (pd.date_range("2020-01-01", periods=60).strftime("%Y-%m-%d"), None),
+        (pd.date_range("2020-01-01", periods=60).strftime("%d-%m-%Y"), None),  # told apart by days > 12
+        (pd.date_range("2020-01-01", periods=60).strftime("%m/%d/%Y"), None),
+        (pd.date_range("2020-01-01", periods=60).strftime("%d-%m-%Y"), True),
+    ],
+)
+def test_dates_in_either_order_are_parsed_and_sorted(tmp_path, dates, dayfirst):
+    df = frame(date=dates).iloc[::-1]  # written newest first: the time column must restore the order
+    df.to_csv(p := tmp_path / "d.csv", index=False)
+    m = dm(p, time="date", dayfirst=dayfirst)
+    np.testing.assert_allclose(raw_windows(m, "train")[0, :, 0], [0, 1, 2, 3], atol=1e-4)
+
+
+def test_three_integer_classes_train_end_to_end(tmp_path, make_cfg):
+    df = frame(90).assign(label=np.arange(90) % 3 * 10)
+    df.to_csv(p := tmp_path / "three.csv", index=False)
+    cfg = make_cfg(
+        "data=csv",
+        f"data.path={p}",
+        "data.target=label",
+        "data.window=4",
+        "model.hidden=4",
+        "trainer.max_epochs=1",
+        "callbacks.progress_bar.refresh_rate=0",
+    )
+    metrics = train(cfg)
+    ckpt = torch.load(Path(cfg.run_dir) / "checkpoints" / "best.ckpt", weights_only=True)
+    assert ckpt["data_info"]["class_names"] == ["0", "10", "20"]
+    assert ckpt["state_dict"]["fc2.weight"].shape == (3, 10)
+    assert metrics["test/majority_acc"] == pytest.approx(1 / 3, abs=0.1)
+
+
+@pytest.mark.parametrize(("rule", "kept", "nan_dropped"), [("ffill", 31, 1), ("drop", 23, 9)])
+def test_nan_rules_fill_within_series_or_drop_windows(tmp_path, caplog, rule, kept, nan_dropped):
+    # 60 rows, window 4: the training part is rows 0..35, i.e. window starts 0..32 (33 windows)
+    df = frame(60)
+    df.loc[[0, 10, 30], "b"] = np.nan  # row 0 has nothing before it to carry forward
+    df.loc[20, "label"] = None  # drops exactly the window ending on row 20
+    df.to_csv(p := tmp_path / "n.csv", index=False)
+    with caplog.at_level("INFO"):
+        m = dm(p, nan=rule)
+    # drop: start 0, starts 7..10 and 27..30 hold a NaN, start 17 ends on the missing label
+    # ffill: rows 10 and 30 are filled; only start 0 (NaN at row 0) and start 17 go
+    assert len(m.sets["train"]) == kept
+    assert (
+        f"dropped 1 windows with a missing label, {nan_dropped} holding a missing feature value"
+        in caplog.text
+    )
+    if rule == "ffill":
+        w = raw_windows(m, "train")
+        row = [i for i in range(len(w)) if np.isclose(w[i, 3, 0], 10, atol=1e-3)][
+            0
+        ]  # window ending on row 10
+        assert w[row, 3, 1] == pytest.approx(df.loc[9, "b"], abs=1e-4)
+
+
+def test_nan_error_rule_names_the_column(tmp_path):
+    df = frame(60)
+    df.loc[5, "b"] = np.nan
+    df.to_csv(p := tmp_path / "n.csv", index=False)
+    with pytest.raises(UserError, match=r"data.nan=error: missing feature values .*\{'b': 1\}"):
+        dm(p, nan="error")
+
+
+def test_horizon_labels_a_later_step(tmp_path):
+    df = frame(60).assign(label=np.arange(60) % 5)
+    df.to_csv(p := tmp_path / "h.csv", index=False)
+    m = dm(p, horizon=2)
+    x, y = m.sets["train"][[0, 7]]
+    last = (x[:, -1, 0] * m.std[0] + m.mean[0]).round()  # feature a is the row number
+    assert y.tolist() == ((last + 2) % 5).long().tolist()
+
+
+def test_separate_test_file_uses_training_statistics(tmp_path):
+    frame(60).to_csv(train_p := tmp_path / "train.csv", index=False)
+    frame(30).assign(a=lambda d: d.a + 500).to_csv(test_p := tmp_path / "test.parquet", index=False)
+    frame(30).assign(a=lambda d: d.a + 500).to_parquet(test_p, index=False)
+    m = dm(train_p, test_path=str(test_p))
+    assert len(m.sets["test"]) == 30 - 4 + 1  # the whole test file, windowed
+    ref = frame(60).a.to_numpy()[: 60 - 12]  # training part: no test slice carved, val 20%
+    assert m.mean[0].item() == pytest.approx(ref.mean(), rel=1e-5)
+    np.testing.assert_allclose(raw_windows(m, "test")[0, :, 0], [500, 501, 502, 503], atol=1e-3)
+
+
+def test_csv_gz_and_parquet_read_like_csv(tmp_path):
+    frame(60).to_csv(tmp_path / "t.csv.gz", index=False)
+    frame(60).to_parquet(tmp_path / "t.parquet", index=False)
+    a, b = dm(tmp_path / "t.csv.gz"), dm(tmp_path / "t.parquet")
+    assert torch.equal(a.series.x, b.series.x) and a.class_names == b.class_names
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    (p := tmp_path / name).write_text(text)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (
+            None,
+            ["data.path=/nonexistent/x.csv", "data.target=y"],
+            "error: data.path: no such file: /nonexistent/x.csv",
+        ),
+        (("e.csv", ""), ["data.target=y"], "is empty"),
+        (("h.csv", "a,y\n"), ["data.target=y"], "has a header but no rows"),
+        (("c.csv", "a,b\n1,2\n"), ["data.target=y"], "data.target: no column 'y' in"),
+        (("c.csv", "a,b\n1,2\n"), ["data.target=b", "data.features=[a,zz]"], "no column ['zz']"),
+        (
+            ("s.csv", "a,s,y\n" + "1,x,0\n2,z,1\n" * 20),
+            ["data.target=y", "data.features=[a,s]"],
+            "data.features: not numeric: ['s']",
+        ),
+        (
+            ("short.csv", "a,y\n" + "1,0\n2,1\n" * 3),
+            ["data.target=y", "data.window=16"],
+            "shorter than one window: lengths [6]",
+        ),
+        (("one.csv", "a,y\n" + "1,0\n" * 50), ["data.target=y"], "has 1 class ['0']; need >= 2"),
+        (None, ["data.target=y", "data.nan=mean"], "data.nan must be one of ffill, drop, error"),
+        (None, ["data.target=y", "data.batch_size=0"], "data.batch_size must be a positive integer"),
+    ],
+)
+def test_bad_input_is_one_error_line_exit_2_and_no_run(tmp_path, setup, args, message):
+    path = [f"data.path={write(tmp_path, *setup)}"] if setup else []
+    run = tmp_path / "run"
+    r = run_cli("data=csv", *path, *args, f"hydra.run.dir={run}")
+    assert r.returncode == 2, r.stderr[-1500:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last, r.stderr[-1500:]
+    assert "Traceback" not in r.stderr
+    assert not run.exists()
+
+
+def test_preset_without_path_says_which_file_and_where(tmp_path):
+    r = run_cli("data=weather_aus", f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 2
+    assert "data.path is not set: pass data.path=../shared/data/weatherAUS.csv" in r.stderr
+    assert "Kaggle" in r.stderr and not (tmp_path / "run").exists()
