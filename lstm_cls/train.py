@@ -8,6 +8,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -173,17 +174,22 @@ def log_to_tensorboard(trainer: L.Trainer, cfg: DictConfig, model: L.LightningMo
     tb.experiment.flush()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def refuse(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+    """Run `task`; turn a UserError into one `error:` line, exit code 2, and no run directory left."""
     run_dir = Path(cfg.run_dir)
     try:
-        metrics = train(cfg)
+        return task(cfg)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         # leave nothing that looks like a run: only Hydra's own files can be here yet
         if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
             shutil.rmtree(run_dir)
         sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = refuse(train, cfg)
     return metrics.get(cfg.get("optimized_metric"))
 
 

@@ -147,14 +147,17 @@ def test_horizon_labels_a_later_step(tmp_path):
     assert y.tolist() == ((last + 2) % 5).long().tolist()
 
 
-def test_separate_test_file_uses_training_statistics(tmp_path):
+def test_separate_val_and_test_files_use_training_statistics(tmp_path):
     frame(60).to_csv(train_p := tmp_path / "train.csv", index=False)
+    frame(20).assign(a=lambda d: d.a - 100).to_csv(val_p := tmp_path / "val.csv", index=False)
     frame(30).assign(a=lambda d: d.a + 500).to_csv(test_p := tmp_path / "test.parquet", index=False)
     frame(30).assign(a=lambda d: d.a + 500).to_parquet(test_p, index=False)
-    m = dm(train_p, test_path=str(test_p))
+    m = dm(train_p, test_path=str(test_p), val_path=str(val_p))
     assert len(m.sets["test"]) == 30 - 4 + 1  # the whole test file, windowed
-    ref = frame(60).a.to_numpy()[: 60 - 12]  # training part: no test slice carved, val 20%
-    assert m.mean[0].item() == pytest.approx(ref.mean(), rel=1e-5)
+    assert len(m.sets["val"]) == 20 - 4 + 1
+    assert len(m.sets["train"]) == 60 - 4 + 1  # nothing carved from the training file
+    assert m.mean[0].item() == pytest.approx(np.arange(60).mean(), rel=1e-5)  # training file only
+    np.testing.assert_allclose(raw_windows(m, "val")[0, :, 0], [-100, -99, -98, -97], atol=1e-3)
     np.testing.assert_allclose(raw_windows(m, "test")[0, :, 0], [500, 501, 502, 503], atol=1e-3)
 
 
@@ -179,6 +182,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
             "error: data.path: no such file: /nonexistent/x.csv",
         ),
         (("e.csv", ""), ["data.target=y"], "is empty"),
+    (("bad.parquet", "not parquet"), ["data.target=y"], "cannot read"),
         (("h.csv", "a,y\n"), ["data.target=y"], "has a header but no rows"),
         (("c.csv", "a,b\n1,2\n"), ["data.target=y"], "data.target: no column 'y' in"),
         (("c.csv", "a,b\n1,2\n"), ["data.target=b", "data.features=[a,zz]"], "no column ['zz']"),
