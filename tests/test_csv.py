@@ -182,7 +182,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
             "error: data.path: no such file: /nonexistent/x.csv",
         ),
         (("e.csv", ""), ["data.target=y"], "is empty"),
-    (("bad.parquet", "not parquet"), ["data.target=y"], "cannot read"),
+        (("bad.parquet", "not parquet"), ["data.target=y"], "cannot read"),
         (("h.csv", "a,y\n"), ["data.target=y"], "has a header but no rows"),
         (("c.csv", "a,b\n1,2\n"), ["data.target=y"], "data.target: no column 'y' in"),
         (("c.csv", "a,b\n1,2\n"), ["data.target=b", "data.features=[a,zz]"], "no column ['zz']"),
