@@ -152,7 +152,8 @@ class LSTMClassifier(L.LightningModule):
 
     def _log(self, values: dict[str, float], prog_bar: bool = False) -> None:
         self.log_dict(values, prog_bar=prog_bar)
-        self.log("step", float(self.current_epoch + 1))  # every logger's x-axis: epochs, from 1
+        # every logger's x-axis: epochs counted from 1; a test after fitting sits on the last epoch
+        self.log("step", float(self.current_epoch + (0 if self.trainer.testing else 1)))
 
     def on_validation_epoch_end(self) -> None:
         self._log(self._epoch_metrics("val"), prog_bar=True)

@@ -64,6 +64,9 @@ def check_config(cfg: DictConfig) -> None:
         problems.append(f"model.dropout must be in [0, 1) (got {m.dropout!r})")
     if m.lr <= 0:
         problems.append(f"model.lr must be > 0 (got {m.lr!r})")
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    if in_multirun() and ("ddp" in strategy or cfg.trainer.get("devices", 1) not in (1, "1", "auto")):
+        problems.append("Lightning's DDP is not started inside a Hydra multirun: use trainer.devices=1")
     if m.loss not in ("ce", "bce", "mse"):
         problems.append(f"model.loss must be one of ce, bce, mse (got {m.loss!r})")
     if problems:
@@ -130,6 +133,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         **{k: em["train"][k] for k in ("train/loss", "train/acc")},
         **{k: em["val"][k] for k in ("val/loss", "val/acc")},
+        # the lowest validation loss (that of the best checkpoint): what a sweeper should minimise
+        "val/best_loss": float(trainer.checkpoint_callback.best_model_score) if best else em["val"]["val/loss"],
         **{f"test/{k}": em["test"][f"test/{k}"] for k in ("loss", "acc", "f1", "auroc")},
         # the floor any model must beat: always predict the training majority class
         "test/majority_acc": float((dm.sets["test"].labels() == shares.argmax()).float().mean()),
@@ -138,6 +143,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         **{f"windows/{s}": len(w) for s, w in dm.sets.items()},
         "fit_seconds": round(fit_seconds, 3),
+        "threads": torch.get_num_threads(),  # what this run trained with: one per job in a sweep
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     log_to_tensorboard(trainer, cfg, model, metrics)
@@ -174,12 +180,29 @@ def log_to_tensorboard(trainer: L.Trainer, cfg: DictConfig, model: L.LightningMo
     tb.experiment.flush()
 
 
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def refuse(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
-    """Run `task`; turn a UserError into one `error:` line, exit code 2, and no run directory left."""
+    """Run `task`; a UserError becomes one `error:` line, exit code 2, and no run directory left.
+
+    In a multirun the job records its error in `error.txt` and raises instead, so Hydra goes on with
+    the other jobs and the sweep still exits non-zero at the end.
+    """
     run_dir = Path(cfg.run_dir)
     try:
         return task(cfg)
-    except UserError as e:
+    except Exception as e:
+        if in_multirun():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "error.txt").write_text(f"{type(e).__name__}: {e}\n")
+            raise
+        if not isinstance(e, UserError):
+            raise
         print(f"error: {e}", file=sys.stderr)
         # leave nothing that looks like a run: only Hydra's own files can be here yet
         if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):

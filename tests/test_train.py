@@ -29,6 +29,8 @@ METRIC_KEYS = {
     "windows/val",
     "windows/test",
     "fit_seconds",
+    "val/best_loss",
+    "threads",
 }
 
 
