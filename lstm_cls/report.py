@@ -106,19 +106,46 @@ def report(root: Path) -> pd.DataFrame:
 
     done = jobs[jobs.status == "completed"]
     config_cols = [p for p in params if p not in ("seed", "max_epochs")]
-    md = [f"# Sweep report: {root}", "", f"{len(done)} completed, {sum(jobs.status == 'failed')} failed, "
-          f"{sum(jobs.status == 'running')} running, of {len(jobs)} jobs.", ""]
-    show = [c for c in ["job", *params, "best_epoch", "epochs", "train/acc", "val/acc", "test/acc", "val/loss",
-                        "best/val/loss", "best/val/acc", "gap/acc", "gap/loss", "fit_seconds"] if c in jobs]
+    md = [
+        f"# Sweep report: {root}",
+        "",
+        f"{len(done)} completed, {sum(jobs.status == 'failed')} failed, "
+        f"{sum(jobs.status == 'running')} running, of {len(jobs)} jobs.",
+        "",
+    ]
+    show = [
+        c
+        for c in [
+            "job",
+            *params,
+            "best_epoch",
+            "epochs",
+            "train/acc",
+            "val/acc",
+            "test/acc",
+            "val/loss",
+            "best/val/loss",
+            "best/val/acc",
+            "gap/acc",
+            "gap/loss",
+            "fit_seconds",
+        ]
+        if c in jobs
+    ]
     md += ["## Jobs", "", jobs[jobs.status != "failed"][show].to_markdown(index=False, floatfmt=".3f"), ""]
     if len(done) and config_cols:
         group = [c for c in config_cols + ["max_epochs"] if c in done]
         agg = done.groupby(group, dropna=False)
-        table = pd.DataFrame({
-            "runs": agg.size(),
-            **{c: [_fmt(m, s) for m, s in zip(agg[c].mean(), agg[c].std(), strict=True)]
-               for c in ("best_epoch", "test/acc", "best/val/loss", "gap/acc", "gap/loss") if c in done},
-        }).reset_index()
+        table = pd.DataFrame(
+            {
+                "runs": agg.size(),
+                **{
+                    c: [_fmt(m, s) for m, s in zip(agg[c].mean(), agg[c].std(), strict=True)]
+                    for c in ("best_epoch", "test/acc", "best/val/loss", "gap/acc", "gap/loss")
+                    if c in done
+                },
+            }
+        ).reset_index()
         md += ["## Per configuration (mean ± std over seeds)", "", table.to_markdown(index=False), ""]
         md += stopping_table(done, hists, jobs, config_cols)
     failed = jobs[jobs.status == "failed"]
@@ -147,8 +174,12 @@ def stopping_table(done: pd.DataFrame, hists: tuple, jobs: pd.DataFrame, config_
                 row[f"val/loss @{n}"] = _fmt(vl.mean(), vl.std())
                 row[f"gap/acc @{n}"] = _fmt(ga.mean(), ga.std())
         out.append(row)
-    return ["## Stopping earlier (read off the longest run of each configuration)", "",
-            pd.DataFrame(out).to_markdown(index=False), ""]
+    return [
+        "## Stopping earlier (read off the longest run of each configuration)",
+        "",
+        pd.DataFrame(out).to_markdown(index=False),
+        "",
+    ]
 
 
 def figures(root: Path, jobs: pd.DataFrame, hists: tuple, params: list[str], config_cols: list[str]) -> None:
@@ -170,11 +201,17 @@ def figures(root: Path, jobs: pd.DataFrame, hists: tuple, params: list[str], con
             longest = grp[grp.epochs == grp.epochs.max()]
             for j, i in enumerate(longest.index):
                 h = hists[i]
-                ax.plot(h.index, h["train/loss"], color="tab:blue", alpha=0.7, label="train" if j == 0 else None)
-                ax.plot(h.index, h["val/loss"], color="tab:orange", alpha=0.7, label="val" if j == 0 else None)
+                ax.plot(
+                    h.index, h["train/loss"], color="tab:blue", alpha=0.7, label="train" if j == 0 else None
+                )
+                ax.plot(
+                    h.index, h["val/loss"], color="tab:orange", alpha=0.7, label="val" if j == 0 else None
+                )
                 ax.axvline(h["val/loss"].idxmin(), color="tab:orange", ls=":", lw=1)
             key = key if isinstance(key, tuple) else (key,)
-            ax.set_title(", ".join(f"{c}={v}" for c, v in zip(config_cols, key, strict=True)) or "run", fontsize=9)
+            ax.set_title(
+                ", ".join(f"{c}={v}" for c, v in zip(config_cols, key, strict=True)) or "run", fontsize=9
+            )
             ax.set_xlabel("epoch")
         for ax in axes.flat[n:]:
             ax.axis("off")
@@ -186,9 +223,13 @@ def figures(root: Path, jobs: pd.DataFrame, hists: tuple, params: list[str], con
         plt.close(fig)
 
     done = jobs[jobs.status == "completed"]
-    for name, metric, label in (("gap.png", "gap/acc", "train acc - val acc (end)"),
-                                ("test_acc.png", "test/acc", "test acc (best checkpoint)")):
-        varied = [p for p in params if p in done and done[p].nunique() > 1] or [p for p in params if p in done]
+    for name, metric, label in (
+        ("gap.png", "gap/acc", "train acc - val acc (end)"),
+        ("test_acc.png", "test/acc", "test acc (best checkpoint)"),
+    ):
+        varied = [p for p in params if p in done and done[p].nunique() > 1] or [
+            p for p in params if p in done
+        ]
         if not len(done) or metric not in done or not varied:
             continue
         fig, axes = plt.subplots(1, len(varied), figsize=(4 * len(varied), 3.2), squeeze=False, sharey=True)
@@ -196,7 +237,11 @@ def figures(root: Path, jobs: pd.DataFrame, hists: tuple, params: list[str], con
             agg = done.groupby(p)[metric].agg(["mean", "std"])
             ax.scatter(done[p], done[metric], s=12, alpha=0.4, color="gray")
             ax.errorbar(agg.index, agg["mean"], yerr=agg["std"].fillna(0), marker="o", capsize=3)
-            if p in ("hidden", "batch_size", "lr") and done[p].min() > 0 and done[p].max() / done[p].min() > 8:
+            if (
+                p in ("hidden", "batch_size", "lr")
+                and done[p].min() > 0
+                and done[p].max() / done[p].min() > 8
+            ):
                 ax.set_xscale("log")
             ax.set_xlabel(p)
         axes[0, 0].set_ylabel(label)
@@ -208,7 +253,9 @@ def figures(root: Path, jobs: pd.DataFrame, hists: tuple, params: list[str], con
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lstm_cls.report", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a sweep (outputs/multirun/<date_time>) or a run directory")
+    parser.add_argument(
+        "sweep_dir", type=Path, help="a sweep (outputs/multirun/<date_time>) or a run directory"
+    )
     args = parser.parse_args(argv)
     try:
         jobs = report(args.sweep_dir)

@@ -134,7 +134,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **{k: em["train"][k] for k in ("train/loss", "train/acc")},
         **{k: em["val"][k] for k in ("val/loss", "val/acc")},
         # the lowest validation loss (that of the best checkpoint): what a sweeper should minimise
-        "val/best_loss": float(trainer.checkpoint_callback.best_model_score) if best else em["val"]["val/loss"],
+        "val/best_loss": float(trainer.checkpoint_callback.best_model_score)
+        if best
+        else em["val"]["val/loss"],
         **{f"test/{k}": em["test"][f"test/{k}"] for k in ("loss", "acc", "f1", "auroc")},
         # the floor any model must beat: always predict the training majority class
         "test/majority_acc": float((dm.sets["test"].labels() == shares.argmax()).float().mean()),
