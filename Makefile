@@ -4,7 +4,7 @@ PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: help install train test test-fast lint tensorboard clean
+.PHONY: help install train sweep report test test-fast lint tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,6 +21,12 @@ install: $(STAMP)  ## create .venv and install the package with its dev tools
 
 train: $(STAMP)  ## train the reference model (experiment=cm3) on the synthetic data; ARGS= adds overrides
 	$(PY) -m lstm_cls.train $(ARGS)
+
+sweep: $(STAMP)  ## the overfitting study (27 jobs, on all cores); ARGS="seed=1,2,3 data=..." adds to it
+	$(PY) -m lstm_cls.train -m experiment=overfitting hydra/launcher=joblib $(ARGS)
+
+report: $(STAMP)  ## tables and figures for a sweep: make report SWEEP=outputs/multirun/<date_time>
+	$(PY) -m lstm_cls.report $(SWEEP)
 
 test: $(STAMP)  ## run the whole test suite (slow tests included)
 	$(PY) -m pytest -q $(ARGS)

@@ -234,9 +234,15 @@ def figures(root: Path, jobs: pd.DataFrame, hists: tuple, params: list[str], con
             continue
         fig, axes = plt.subplots(1, len(varied), figsize=(4 * len(varied), 3.2), squeeze=False, sharey=True)
         for ax, p in zip(axes.flat, varied, strict=True):
-            agg = done.groupby(p)[metric].agg(["mean", "std"])
-            ax.scatter(done[p], done[metric], s=12, alpha=0.4, color="gray")
-            ax.errorbar(agg.index, agg["mean"], yerr=agg["std"].fillna(0), marker="o", capsize=3)
+            # one line per value of the other main driver: epochs, or hidden size on the epochs panel
+            hue = next((h for h in ("max_epochs", "hidden") if h != p and h in varied), None)
+            ax.scatter(done[p], done[metric], s=12, alpha=0.3, color="gray")
+            for value, grp in done.groupby(hue) if hue else [(None, done)]:
+                agg = grp.groupby(p)[metric].agg(["mean", "std"])
+                lbl = f"{hue}={value}" if hue else None
+                ax.errorbar(
+                    agg.index, agg["mean"], yerr=agg["std"].fillna(0), marker="o", capsize=3, label=lbl
+                )
             if (
                 p in ("hidden", "batch_size", "lr")
                 and done[p].min() > 0
@@ -244,6 +250,8 @@ def figures(root: Path, jobs: pd.DataFrame, hists: tuple, params: list[str], con
             ):
                 ax.set_xscale("log")
             ax.set_xlabel(p)
+            if hue:
+                ax.legend(fontsize=8)
         axes[0, 0].set_ylabel(label)
         fig.suptitle(f"{label} against each swept setting (mean ± std; dots: jobs)")
         fig.tight_layout()
