@@ -4,7 +4,7 @@ PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: help install train sweep report test test-fast lint tensorboard clean
+.PHONY: help install train sweep report bench test test-fast lint tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ sweep: $(STAMP)  ## the overfitting study (27 jobs, on all cores); ARGS="seed=1,
 report: $(STAMP)  ## tables and figures for a sweep: make report SWEEP=outputs/multirun/<date_time>
 	$(PY) -m lstm_cls.report $(SWEEP)
 
+bench: $(STAMP)  ## performance figures against a plain PyTorch loop measured in the same run
+	$(PY) benchmarks/bench.py $(ARGS)
+
 test: $(STAMP)  ## run the whole test suite (slow tests included)
 	$(PY) -m pytest -q $(ARGS)
 
@@ -35,8 +38,8 @@ test-fast: $(STAMP)  ## the test suite without slow tests
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 lint: $(STAMP)  ## ruff
-	$(PY) -m ruff check lstm_cls tests
-	$(PY) -m ruff format --check lstm_cls tests
+	$(PY) -m ruff check lstm_cls tests benchmarks
+	$(PY) -m ruff format --check lstm_cls tests benchmarks
 
 tensorboard: $(STAMP)  ## serve every run under outputs/ on http://localhost:6006
 	$(PY) -m tensorboard.main --logdir outputs --port 6006

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from lstm_cls import UserError, sources
@@ -41,9 +42,12 @@ class WindowDataModule(L.LightningDataModule):
         test_fraction: float = 0.175,
         batch_size: int = 32,
         num_workers: int = 0,
+        block: int = 16,
+        eval_batch_size: int = 1024,
     ) -> None:
         super().__init__()
         self.load = load
+        self.block, self.eval_batch_size = block, eval_batch_size
         self.window, self.stride, self.horizon = window, stride, horizon
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.batch_size, self.num_workers = batch_size, num_workers
@@ -103,14 +107,27 @@ class WindowDataModule(L.LightningDataModule):
             "horizon": self.horizon,
         }
 
+    def _on_device(self) -> dict[str, WindowSet]:
+        """The sets, moved once, series and all, to the trainer's device (a GPU) when there is one."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if self.series is not None and self.series.x.device != device:
+            self.series.x, self.series.y = self.series.x.to(device), self.series.y.to(device)
+            self.sets = {
+                s: WindowSet(self.series.x, self.series.y, w.starts, self.window, self.horizon)
+                for s, w in self.sets.items()
+            }
+        return self.sets
+
     def train_dataloader(self) -> DataLoader:
-        return loader(self.sets["train"], self.batch_size, True, self.num_workers)
+        # blocks of `block` batches: the model takes that many optimizer steps per Lightning call
+        return loader(self._on_device()["train"], self.batch_size, True, self.num_workers, block=self.block)
 
     def val_dataloader(self) -> DataLoader:
-        return loader(self.sets["val"], self.batch_size, False, self.num_workers)
+        # no gradients: large batches
+        return loader(self._on_device()["val"], self.eval_batch_size, False, self.num_workers)
 
     def test_dataloader(self) -> DataLoader:
-        return loader(self.sets["test"], self.batch_size, False, self.num_workers)
+        return loader(self._on_device()["test"], self.eval_batch_size, False, self.num_workers)
 
 
 class SyntheticDataModule(WindowDataModule):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_cls import NAN_RULES, UserError
+from lstm_cls import NAN_RULES, STARTED, UserError
 
 if TYPE_CHECKING:
     import lightning as L
@@ -145,6 +145,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         **{f"windows/{s}": len(w) for s, w in dm.sets.items()},
         "fit_seconds": round(fit_seconds, 3),
+        # fitting less the validation passes, the test pass, and command start to first training step
+        "train_seconds": round(fit_seconds - model.seconds["val"], 3),
+        "test_seconds": round(model.seconds["test"], 3),
+        "startup_seconds": round(model.first_step_at - STARTED, 3) if model.first_step_at else None,
         "threads": torch.get_num_threads(),  # what this run trained with: one per job in a sweep
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -7,6 +7,7 @@ batches are gathered from the series on demand, so memory stays O(steps), never 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
@@ -58,15 +59,16 @@ class WindowSet(Dataset):
     def __init__(
         self, x: torch.Tensor, y: torch.Tensor, starts: torch.Tensor, window: int, horizon: int = 0
     ) -> None:
-        self.x, self.y, self.starts = x, y, starts
-        self.offsets = torch.arange(window)
+        # on x's device (a GPU too): batches are gathered where the series lives
+        self.x, self.y, self.starts = x, y, starts.to(x.device)
+        self.offsets = torch.arange(window, device=x.device)
         self.label_offset = window - 1 + horizon
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def __getitem__(self, idx: list[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.starts[torch.as_tensor(idx)]  # [batch]
+        s = self.starts[torch.as_tensor(idx, device=self.starts.device)]  # [batch]
         # [batch, 1] + [timesteps] -> [batch, timesteps] step indices -> [batch, timesteps, features]
         return self.x[s[:, None] + self.offsets], self.y[s + self.label_offset]
 
@@ -75,13 +77,25 @@ class WindowSet(Dataset):
         return self.y[self.starts + self.label_offset]
 
 
-def loader(ws: WindowSet, batch_size: int, shuffle: bool, num_workers: int = 0) -> DataLoader:
-    """Batches gathered in one indexing op each, instead of `batch_size` __getitem__ + collate calls."""
+def _split(block: tuple[torch.Tensor, torch.Tensor], size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A gathered block -> its batches of `size` windows (views, no copy)."""
+    return list(zip(block[0].split(size), block[1].split(size), strict=True))
+
+
+def loader(
+    ws: WindowSet, batch_size: int, shuffle: bool, num_workers: int = 0, block: int | None = None
+) -> DataLoader:
+    """Batches gathered in one indexing op each, instead of `batch_size` __getitem__ + collate calls.
+
+    With `block`, each item is a list of up to `block` consecutive batches of `batch_size` windows,
+    gathered at once: the same batches, in the same order, as without it.
+    """
     sampler = RandomSampler(ws) if shuffle else SequentialSampler(ws)
     return DataLoader(
         ws,
         batch_size=None,  # the sampler below already yields whole batches of indices
-        sampler=BatchSampler(sampler, batch_size, drop_last=False),
+        sampler=BatchSampler(sampler, batch_size * (block or 1), drop_last=False),
+        collate_fn=partial(_split, size=batch_size) if block else None,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
     )

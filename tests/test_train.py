@@ -31,6 +31,9 @@ METRIC_KEYS = {
     "fit_seconds",
     "val/best_loss",
     "threads",
+    "train_seconds",
+    "test_seconds",
+    "startup_seconds",
 }
 
 

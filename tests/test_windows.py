@@ -86,7 +86,7 @@ def test_datamodule_stores_the_series_once_and_batches_are_views_of_it():
     dm.setup("fit")
     ptrs = {ws.x.data_ptr() for ws in dm.sets.values()}
     assert ptrs == {dm.series.x.data_ptr()}  # one series shared by all splits, never copied per window
-    x, y = next(iter(dm.train_dataloader()))
+    x, y = next(iter(dm.train_dataloader()))[0]  # a block of batches; its first batch
     assert x.shape == (7, 12, 13) and y.shape == (7,) and x.dtype == torch.float32
     n = sum(len(xb) for xb, _ in loader(dm.sets["val"], 7, shuffle=False))
     assert n == len(dm.sets["val"])
@@ -137,3 +137,19 @@ def test_synthetic_three_classes():
     assert counts.min() > 8000 and s.class_names == ["0", "1", "2"]
     # at a switch the regime always moves to another class
     assert ((s.y[1:] - s.y[:-1]) != 0).float().mean() == pytest.approx(0.05, abs=0.01)
+
+
+def test_blocks_keep_batch_semantics_exact():
+    """Blocks change how batches are gathered, never which: same order, sizes and step count."""
+    s = ramp(500, f=1)
+    ws = WindowSet(s.x, s.y, torch.arange(0, 437), window=4)  # 437 windows: 13 full batches of 32 + 21
+    torch.manual_seed(3)
+    blocks = [b for block in loader(ws, 32, shuffle=True, block=5) for b in block]
+    torch.manual_seed(3)
+    plain = list(loader(ws, 32, shuffle=True))
+    assert len(blocks) == len(plain) == 14  # ceil(437 / 32) optimizer steps either way
+    assert [len(y) for _, y in blocks] == [32] * 13 + [21]
+    for (xa, ya), (xb, yb) in zip(blocks, plain, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    firsts = torch.cat([x[:, 0, 0] for x, _ in blocks]) / 10  # each window's start step
+    assert sorted(firsts.long().tolist()) == list(range(437))  # every window once per epoch

@@ -1,0 +1,257 @@
+"""Performance benchmark: `make bench` (or `python benchmarks/bench.py [--quick]`).
+
+Every figure is measured in this run, side by side with a reference measured in the same run:
+  1. training throughput with every default on, against a plain PyTorch loop on the same windows
+  2. peak memory of a 10M-step series against its own size
+  3. 4 sweep jobs with the joblib launcher against the same 4 run one after another
+  4. inference windows/s (test evaluation, and a raw no-grad forward) on one core
+  5. start-up: seconds from the command to the first training step
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# the machine class of the targets: batch 32, 50-step windows, 13 features, hidden 32, one thread
+SHAPE = ["data.window=50", "data.batch_size=32", "model.hidden=32", "data.n_features=13", "threads=1"]
+
+
+def compose(overrides: list[str], run_dir: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose("train", overrides=[f"run_dir={run_dir}", *overrides])
+
+
+def plain_loop(cfg, epochs: int) -> float:
+    """The reference: all training windows in one tensor, batches sliced from a random permutation."""
+    import hydra
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("fit")
+    ws = dm.sets["train"]
+    x, y = ws[list(range(len(ws)))]  # materialised once: [windows, timesteps, features]
+    model = hydra.utils.instantiate(cfg.model, n_features=x.shape[2], n_classes=len(dm.class_names))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    bs = cfg.data.batch_size
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), bs):
+            idx = perm[i : i + bs]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return epochs * len(x) / (time.perf_counter() - t0)
+
+
+def harness(overrides: list[str], epochs: int) -> dict:
+    """lstm_cls.train with every default on; training windows/s excluding the validation passes."""
+    from lstm_cls.train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose([*overrides, f"trainer.max_epochs={epochs}"], tmp)
+        m = train(cfg)
+    return {"windows_per_s": m["epochs"] * m["windows/train"] / m["train_seconds"], "metrics": m}
+
+
+def child(args: list[str]) -> None:
+    """Run one training in this process and print its peak RSS (for the memory figure)."""
+    from lstm_cls.train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train(compose(args, tmp))
+    print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def peak_rss_mb(overrides: list[str]) -> float:
+    r = subprocess.run(
+        [sys.executable, __file__, "_child", *overrides], capture_output=True, text=True, cwd=ROOT
+    )
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("MAXRSS_KB")]
+    if r.returncode != 0 or not line:
+        raise RuntimeError(r.stderr[-2000:])
+    return int(line[-1].split()[1]) / 1024
+
+
+def sweep_seconds(launcher: str, overrides: list[str], tmp: str) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lstm_cls.train",
+            "-m",
+            *overrides,
+            f"hydra/launcher={launcher}",
+            f"hydra.sweep.dir={tmp}/{launcher}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return time.perf_counter() - t0
+
+
+def inference(cfg) -> dict:
+    """Windows/s of a no-grad forward over the test windows in large batches, one thread."""
+    import hydra
+    import torch
+
+    torch.set_num_threads(1)
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("fit")
+    model = hydra.utils.instantiate(cfg.model, n_features=dm.n_features, n_classes=len(dm.class_names)).eval()
+    ws = dm.sets["test"]
+    bs = 4096
+    out = {}
+    with torch.inference_mode():
+        model(ws[list(range(min(bs, len(ws))))][0])  # warm-up
+        t0 = time.perf_counter()
+        for i in range(0, len(ws), bs):
+            x, _ = ws[list(range(i, min(i + bs, len(ws))))]
+            model.probabilities(model(x))
+        out["forward_windows_per_s"] = len(ws) / (time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller sizes: a smoke run, not the figures")
+    args = ap.parse_args()
+    q = args.quick
+    import lightning
+    import torch
+
+    print(f"# lstm_cls benchmark, {time.strftime('%Y-%m-%d')}")
+    print(
+        f"cores {os.cpu_count()}, python {platform.python_version()}, torch {torch.__version__}, "
+        f"lightning {lightning.__version__}\n"
+    )
+    results = {}
+
+    # 1. training throughput, same windows, same batch semantics
+    length = 3000 if q else 20000
+    epochs = 1 if q else 3
+    base = [*SHAPE, f"data.length={length}", "callbacks.progress_bar.refresh_rate=20"]
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = plain_loop(compose(base, tmp), epochs)
+    ours = harness(base, epochs)
+    results["train"] = {
+        "plain_loop": ref,
+        "lstm_cls": ours["windows_per_s"],
+        "ratio": ours["windows_per_s"] / ref,
+    }
+    print(
+        f"1. training, windows/s: plain loop {ref:,.0f}; "
+        f"lstm_cls, every default on {ours['windows_per_s']:,.0f}"
+        f"  -> ratio {results['train']['ratio']:.2f} (target >= 0.90)"
+    )
+
+    # 5. start-up, in a fresh process: the command to its first training step, and what imports cost
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lstm_cls.train",
+                *base,
+                "trainer.max_epochs=1",
+                f"hydra.run.dir={tmp}/run",
+            ],
+            capture_output=True,
+            check=True,
+            cwd=ROOT,
+        )
+        startup = json.loads((Path(tmp) / "run" / "metrics.json").read_text())["startup_seconds"]
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import lightning"], check=True)
+    imports = time.perf_counter() - t0
+    results["startup"] = {"to_first_step_s": startup, "import_lightning_s": imports}
+    print(
+        f"5. start-up: {startup:.2f} s from the command to the first training step "
+        f"(of which importing lightning and torch: {imports:.2f} s)"
+    )
+
+    # 4. inference
+    with tempfile.TemporaryDirectory() as tmp:
+        inf = inference(compose(base, tmp))
+    test_rate = ours["metrics"]["windows/test"] / ours["metrics"]["test_seconds"]
+    results["inference"] = {**inf, "test_windows_per_s": test_rate}
+    print(
+        f"4. inference, one core: no-grad forward {inf['forward_windows_per_s']:,.0f} windows/s; "
+        f"test evaluation {test_rate:,.0f} windows/s (target >= 40,000)"
+    )
+
+    # 2. memory: a 10M-step series against a small one, same everything else
+    big = 1_000_000 if q else 10_000_000
+    mem = [
+        *SHAPE,
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=50",
+        "trainer.limit_val_batches=20",
+        "trainer.limit_test_batches=20",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
+    small_mb = peak_rss_mb([*mem, "data.length=20000"])
+    big_mb = peak_rss_mb([*mem, f"data.length={big}"])
+    series_mb = big * 13 * 4 / 2**20
+    results["memory"] = {
+        "small_mb": small_mb,
+        "big_mb": big_mb,
+        "series_mb": series_mb,
+        "ratio": (big_mb - small_mb) / series_mb,
+    }
+    print(
+        f"2. memory: {big:,}-step series ({series_mb:,.0f} MB as float32; 50-step windows would be "
+        f"{series_mb * 50 / 1024:,.1f} GB): peak {big_mb:,.0f} MB vs {small_mb:,.0f} MB small run -> "
+        f"{results['memory']['ratio']:.2f}x the series' bytes above it (target <= 2)"
+    )
+
+    # 3. sweeps: 4 jobs, joblib on all cores vs one after another
+    jobs = [
+        "model.hidden=16,32",
+        "seed=1,2",
+        f"data.length={2000 if q else 12000}",
+        "data.window=50",
+        "trainer.max_epochs=2",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        seq = sweep_seconds("basic", jobs, tmp)
+        par = sweep_seconds("joblib", jobs, tmp)
+    results["sweep"] = {"sequential_s": seq, "joblib_s": par, "speedup": seq / par}
+    print(
+        f"3. sweep of 4 jobs: one after another {seq:.1f} s, joblib {par:.1f} s -> {seq / par:.2f}x "
+        f"(target >= 1.7x on 2 cores)"
+    )
+
+    out = ROOT / "outputs" / "bench.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_child":
+        child(sys.argv[2:])
+    else:
+        main()
