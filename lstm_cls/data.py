@@ -44,9 +44,11 @@ class WindowDataModule(L.LightningDataModule):
         num_workers: int = 0,
         block: int = 16,
         eval_batch_size: int = 1024,
+        stats: dict[str, list[float]] | None = None,
     ) -> None:
         super().__init__()
         self.load = load
+        self.stats = stats  # normalisation to use instead of fitting it (a checkpoint's, to evaluate it)
         self.block, self.eval_batch_size = block, eval_batch_size
         self.window, self.stride, self.horizon = window, stride, horizon
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
@@ -59,7 +61,10 @@ class WindowDataModule(L.LightningDataModule):
             return
         series = self.load()
         segments = self.segments(series)
-        self.mean, self.std = fit_normaliser(series.x, segments["train"])
+        if self.stats is not None:
+            self.mean, self.std = torch.tensor(self.stats["mean"]), torch.tensor(self.stats["std"])
+        else:
+            self.mean, self.std = fit_normaliser(series.x, segments["train"])
         normalise_(series.x, self.mean, self.std)
         starts, dropped = make_splits(series, segments, self.window, self.stride, self.horizon)
         if any(dropped.values()):
@@ -215,6 +220,14 @@ class CsvDataModule(WindowDataModule):
                 parts.append(part)
                 offset += len(part.x)
         return sources.concat(parts)
+
+    def info(self) -> dict[str, Any]:
+        # and how the table was read, so that `predict` reads a new file the same way
+        return {
+            **super().info(),
+            "target": self.target,
+            **{k: self.columns[k] for k in ("time", "group", "nan", "dayfirst")},
+        }
 
     def _check_lengths(self, series: Series, path: str) -> None:
         short = [n for n in sources.group_lengths(series) if n < self.window + self.horizon]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -250,3 +251,17 @@ class LSTMClassifier(L.LightningModule):
 
 def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def load_checkpoint(path: str | Path) -> LSTMClassifier:
+    """A trained model, in eval mode, with its `data_info`; plain-data checkpoints only (weights_only)."""
+    from lstm_cls import UserError
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"ckpt_path: no such file: {p}")
+    ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    model = LSTMClassifier(**ckpt["hyper_parameters"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.data_info = ckpt.get("data_info", {})
+    return model.eval()

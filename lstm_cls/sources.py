@@ -125,7 +125,7 @@ def _class_name(v: object) -> str:
 
 def table(
     df: pd.DataFrame,
-    target: str,
+    target: str | None,
     features: list[str] | None = None,
     time: str | None = None,
     group: str | None = None,
@@ -162,6 +162,7 @@ def table(
     order = [c for c in (group, time) if c is not None]
     if order:
         df = df.sort_values(order, kind="stable")  # stable: without a time column, file order is time order
+    rows = df.index.to_numpy()  # each step's row number in the file, before sorting
     df = df.reset_index(drop=True)
 
     chosen = features if features is not None else [c for c in df.columns if c not in (target, time, group)]
@@ -181,8 +182,9 @@ def table(
         keys = df[group].astype(str).to_numpy()
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         bounds = list(zip(starts.tolist(), np.r_[starts[1:], len(df)].tolist(), strict=True))
+        group_names = keys[starts].tolist()
     else:
-        bounds = [(0, len(df))]
+        bounds, group_names = [(0, len(df))], None
     if nan == "error" and np.isnan(x).any():
         counts = {n: int(k) for n, k in zip(names, np.isnan(x).sum(0), strict=True) if k}
         raise UserError(f"data.nan=error: missing feature values in {where}: {counts}")
@@ -192,7 +194,10 @@ def table(
         )
         x = filled.to_numpy(np.float32)
 
-    y_raw = df[target]
+    if target is None:  # prediction on a file without labels
+        y_raw = pd.Series(np.nan, index=df.index)
+    else:
+        y_raw = df[target]
     present = y_raw.dropna()
     if classes is None:
         values = sorted(present.unique().tolist(), key=lambda v: (isinstance(v, str), v))
@@ -208,7 +213,8 @@ def table(
         )
     # pandas may hand out read-only arrays; torch wants writable ones (copied only when needed)
     x, labels = (np.require(a, requirements="W") for a in (x, labels))
-    return Series(torch.from_numpy(x), torch.from_numpy(labels), bounds, names, classes)
+    steps = df[time].to_numpy() if time is not None else rows
+    return Series(torch.from_numpy(x), torch.from_numpy(labels), bounds, names, classes, steps, group_names)
 
 
 def group_lengths(series: Series) -> list[int]:

@@ -6,9 +6,11 @@ batches are gathered from the series on demand, so memory stays O(steps), never 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
@@ -21,6 +23,8 @@ class Series:
 
     x: [steps, features] float32; y: [steps] int64 class index, -1 where the label is missing;
     bounds: [(start, end)] of each separate series (group), in x's step index.
+    steps: what names each step in the source (its time, or its row number in the file), if known;
+    group_names: the name of each group in `bounds`, if the source has groups.
     """
 
     x: torch.Tensor
@@ -28,6 +32,8 @@ class Series:
     bounds: list[tuple[int, int]]
     feature_names: list[str]
     class_names: list[str]
+    steps: np.ndarray | None = None
+    group_names: list[str] | None = None
 
 
 def split_bounds(
@@ -116,6 +122,14 @@ def split_segments(
     return segments
 
 
+def nan_free(x: torch.Tensor, window: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A test of window starts: True where no step of the window holds a NaN (one pass over x)."""
+    # bad[t] = steps < t holding a NaN: window [s, s + window) is clean iff bad[s + window] == bad[s]
+    bad = torch.zeros(len(x) + 1, dtype=torch.long)
+    bad[1:] = torch.cumsum(torch.isnan(x).any(1), 0)
+    return lambda s: bad[s + window] == bad[s]
+
+
 def make_splits(
     series: Series,
     segments: dict[str, list[tuple[int, int]]],
@@ -128,14 +142,12 @@ def make_splits(
     A window is dropped when its label is missing (-1) or any of its steps holds a NaN feature.
     """
     label_offset = window - 1 + horizon
-    # bad[t] = steps < t holding a NaN: window [s, s + window) is clean iff bad[s + window] == bad[s]
-    bad = torch.zeros(len(series.x) + 1, dtype=torch.long)
-    bad[1:] = torch.cumsum(torch.isnan(series.x).any(1), 0)
+    clean_window = nan_free(series.x, window)
     out, dropped = {}, {"label": 0, "nan": 0}
     for split, segs in segments.items():
         s = torch.cat([window_starts(a, b, window, stride, horizon) for a, b in segs])
         labelled = series.y[s + label_offset] >= 0
-        clean = bad[s + window] == bad[s]
+        clean = clean_window(s)
         dropped["label"] += int((~labelled).sum())
         dropped["nan"] += int((labelled & ~clean).sum())
         out[split] = s[labelled & clean]

@@ -1,0 +1,34 @@
+"""What the `key=value` entry points share (predict, evaluate, export): parsing and the `error:` exit."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lstm_cls import UserError
+
+
+def parse(defaults: dict[str, Any], argv: list[str]) -> DictConfig:
+    """`key=value` arguments over `defaults`; an unknown key or a malformed argument is a UserError."""
+    bad = [a for a in argv if "=" not in a]
+    if bad:
+        raise UserError(f"arguments are key=value, got {bad}; known keys: {sorted(defaults)}")
+    cfg = OmegaConf.create(defaults)
+    OmegaConf.set_struct(cfg, True)
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(argv))
+    except OmegaConfBaseException as e:
+        raise UserError(f"{str(e).splitlines()[0]} (known keys: {sorted(defaults)})") from None
+
+
+def run(main: Callable[[list[str]], Any]) -> None:
+    """Call main(argv); a UserError becomes one `error:` line on stderr and exit code 2."""
+    try:
+        main(sys.argv[1:])
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,81 @@
+"""Export a checkpoint: `python -m lstm_cls.export ckpt_path=... format=onnx|torchscript [output=...]`.
+
+The exported model takes normalised windows [batch, timesteps, features] and returns class
+probabilities [batch, classes]. The checkpoint's data settings (feature and class names, normalisation
+statistics, window) travel with it: ONNX metadata `data_info`, TorchScript extra file `data_info.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lstm_cls import UserError
+from lstm_cls.cli import parse, run
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+
+
+def export(cfg: Any) -> Path:
+    if not cfg.ckpt_path:
+        raise UserError("ckpt_path is not set: pass ckpt_path=<run>/checkpoints/best.ckpt")
+    if cfg.format not in FORMATS:
+        raise UserError(f"format must be one of {', '.join(FORMATS)} (got {cfg.format!r})")
+    out = Path(cfg.output) if cfg.output else Path(cfg.ckpt_path).with_suffix(FORMATS[cfg.format])
+    if out.exists():
+        raise UserError(f"output: {out} already exists; choose another output=")
+    import torch
+
+    from lstm_cls.model import load_checkpoint
+
+    model = load_checkpoint(cfg.ckpt_path)
+    info = model.data_info
+
+    class Probabilities(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(
+            self, x: torch.Tensor
+        ) -> torch.Tensor:  # [batch, timesteps, features] -> [batch, classes]
+            return self.model.probabilities(self.model(x))
+
+    wrapper = Probabilities().eval()
+    # batch 1, as the ONNX exporter advises for LSTMs; the batch axis stays dynamic
+    example = torch.randn(1, info["window"], len(info["feature_names"]))
+    meta = json.dumps(info)
+    if cfg.format == "onnx":
+        import onnx
+
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(out),
+            input_names=["windows"],
+            output_names=["probabilities"],
+            dynamic_axes={"windows": {0: "batch"}, "probabilities": {0: "batch"}},
+            dynamo=False,
+        )
+        proto = onnx.load(str(out))
+        onnx.helper.set_model_props(proto, {"data_info": meta})
+        onnx.save(proto, str(out))
+    else:
+        model._jit_is_scripting = True  # as Lightning's own to_torchscript: no Trainer needed
+        try:
+            with torch.no_grad():
+                traced = torch.jit.trace(wrapper, example)
+        finally:
+            model._jit_is_scripting = False
+        torch.jit.save(traced, str(out), _extra_files={"data_info.json": meta})
+    print(f"wrote {out}")
+    return out
+
+
+def main(argv: list[str]) -> None:
+    export(parse({"ckpt_path": None, "format": "onnx", "output": None}, argv))
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,110 @@
+"""Predict with a trained model.
+
+    python -m lstm_cls.predict ckpt_path=<run>/checkpoints/best.ckpt data.path=new.csv output=predictions.csv
+
+The new file is read and windowed with the checkpoint's settings (features, time and group columns,
+window, stride) and normalised with its training statistics. One output row per window: the group (if
+any), the time (or row number) of the window's last step, the predicted class and a probability per class.
+The prediction is for `horizon` steps after that last step, as in training.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lstm_cls import UserError
+from lstm_cls.cli import parse, run
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "ckpt_path": None,
+    "output": "predictions.csv",  # .csv or .parquet; never overwritten
+    "batch_size": 4096,
+    "threads": 1,
+    # how to read the file: null takes the checkpoint's setting
+    "data": {"path": None, "time": None, "group": None, "dayfirst": None, "nan": None},
+}
+
+
+def predict(cfg: Any) -> pd.DataFrame:
+    if not cfg.ckpt_path:
+        raise UserError("ckpt_path is not set: pass ckpt_path=<run>/checkpoints/best.ckpt")
+    if not cfg.data.path:
+        raise UserError("data.path is not set: pass data.path=FILE, the table to predict on")
+    out = Path(cfg.output)
+    if out.exists():
+        raise UserError(f"output: {out} already exists; choose another output=")
+    import torch
+
+    from lstm_cls import sources
+    from lstm_cls.model import load_checkpoint
+    from lstm_cls.windows import WindowSet, nan_free, normalise_, window_starts
+
+    torch.set_num_threads(cfg.threads)
+    model = load_checkpoint(cfg.ckpt_path)
+    info = model.data_info
+    df = sources.read_table(cfg.data.path)
+    missing = [f for f in info["feature_names"] if f not in df.columns]
+    if missing:
+        raise UserError(
+            f"{cfg.data.path} lacks the model's features {missing}; its columns are {list(df.columns)}"
+        )
+    setting = {
+        k: cfg.data[k] if cfg.data[k] is not None else info.get(k)
+        for k in ("time", "group", "dayfirst", "nan")
+    }
+    series = sources.table(
+        df,
+        None,
+        features=info["feature_names"],
+        classes=info["class_names"],
+        where=str(cfg.data.path),
+        time=setting["time"],
+        group=setting["group"],
+        dayfirst=setting["dayfirst"],
+        nan=setting["nan"] or "ffill",
+    )
+    normalise_(series.x, torch.tensor(info["mean"]), torch.tensor(info["std"]))
+    window = info["window"]
+    starts = torch.cat([window_starts(a, b, window, info["stride"]) for a, b in series.bounds])
+    clean = nan_free(series.x, window)(starts)
+    if (~clean).any():
+        log.info("dropped %d windows holding a missing feature value", int((~clean).sum()))
+    starts = starts[clean]
+    if len(starts) == 0:
+        raise UserError(f"{cfg.data.path}: no complete window of {window} steps to predict on")
+    ws = WindowSet(series.x, series.y, starts, window)
+    probs = []
+    with torch.inference_mode():  # large no-grad batches
+        for i in range(0, len(ws), cfg.batch_size):
+            x, _ = ws[torch.arange(i, min(i + cfg.batch_size, len(ws)))]
+            probs.append(model.probabilities(model(x)))
+    p = torch.cat(probs).numpy()
+    last = (starts + window - 1).numpy()  # each window's last step
+    cols: dict[str, Any] = {}
+    if series.group_names is not None:
+        sizes = [b - a for a, b in series.bounds]
+        cols[setting["group"]] = np.repeat(np.array(series.group_names, dtype=object), sizes)[last]
+    cols[setting["time"] or "row"] = series.steps[last]
+    classes = info["class_names"]
+    cols["predicted"] = np.array(classes, dtype=object)[p.argmax(1)]
+    cols.update({f"p_{c}": p[:, j] for j, c in enumerate(classes)})
+    frame = pd.DataFrame(cols)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False) if out.suffix == ".parquet" else frame.to_csv(out, index=False)
+    print(f"wrote {len(frame)} predictions to {out}")
+    return frame
+
+
+def main(argv: list[str]) -> None:
+    predict(parse(DEFAULTS, argv))
+
+
+if __name__ == "__main__":
+    run(main)
