@@ -60,9 +60,13 @@ def swept_keys(runs: list[Path]) -> list[str]:
 
 def job_row(run: Path, keys: list[str]) -> tuple[dict, pd.DataFrame]:
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    f = run / ".hydra" / "overrides.yaml"
+    typed = dict(str(o).lstrip("+~").split("=", 1) for o in (OmegaConf.load(f) if f.is_file() else []))
     row: dict = {"job": run.name}
     for k in keys:
-        row[KNOWN.get(k, k)] = OmegaConf.select(cfg, k)
+        value = OmegaConf.select(cfg, k)
+        # a config group choice (data=weather_aus) selects a whole node: show what was typed
+        row[KNOWN.get(k, k)] = typed.get(k) if OmegaConf.is_config(value) else value
     hist = history(run)
     if (run / "metrics.json").is_file():
         m = json.loads((run / "metrics.json").read_text())
@@ -227,9 +231,9 @@ def figures(root: Path, jobs: pd.DataFrame, hists: tuple, params: list[str], con
         ("gap.png", "gap/acc", "train acc - val acc (end)"),
         ("test_acc.png", "test/acc", "test acc (best checkpoint)"),
     ):
-        varied = [p for p in params if p in done and done[p].nunique() > 1] or [
-            p for p in params if p in done
-        ]
+        # seeds are replicates, not a setting: they make the error bars instead of a panel
+        settings = [p for p in params if p in done and p != "seed"]
+        varied = [p for p in settings if done[p].nunique() > 1] or settings
         if not len(done) or metric not in done or not varied:
             continue
         fig, axes = plt.subplots(1, len(varied), figsize=(4 * len(varied), 3.2), squeeze=False, sharey=True)
@@ -246,9 +250,13 @@ def figures(root: Path, jobs: pd.DataFrame, hists: tuple, params: list[str], con
             if (
                 p in ("hidden", "batch_size", "lr")
                 and done[p].min() > 0
-                and done[p].max() / done[p].min() > 8
+                and done[p].max() / done[p].min() >= 8
             ):
                 ax.set_xscale("log")
+            values = sorted(done[p].unique())
+            if len(values) <= 8:  # ticks at the swept values only
+                ax.minorticks_off()
+                ax.set_xticks(values, [f"{v:g}" for v in values])
             ax.set_xlabel(p)
             if hue:
                 ax.legend(fontsize=8)
