@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
 import sys
 import time
 import warnings
@@ -19,6 +20,8 @@ from lstm_cls import NAN_RULES, STARTED, UserError
 
 if TYPE_CHECKING:
     import lightning as L
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # torch and lightning take ~4 s to import: they load in train(), after the settings were checked
 
@@ -94,9 +97,48 @@ def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def holds_run(path: Path) -> bool:
+    """Whether a directory already holds (part of) a run: never written into again."""
+    return (
+        (path / "metrics.json").exists() or (path / "checkpoints").exists() or any(path.glob("events.out.*"))
+    )
+
+
+def write_provenance(run_dir: Path) -> None:
+    """What made this run, beside Hydra's composed config: version, git commit, command, libraries."""
+    import lightning
+    import torch
+
+    from lstm_cls import __version__
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    in_checkout = (ROOT / ".git").exists()
+    made = {
+        "version": __version__,
+        "git_commit": git("rev-parse", "HEAD") if in_checkout else None,
+        "git_dirty": bool(git("status", "--porcelain")) if in_checkout else None,
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "provenance.json").write_text(json.dumps(made, indent=2) + "\n")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write `metrics.json`; returns its content."""
     check_config(cfg)
+    if holds_run(Path(cfg.run_dir)):
+        raise UserError(
+            f"{cfg.run_dir} already holds a run: runs are never written over; choose another directory"
+        )
     import lightning as L
     import torch
 
@@ -122,21 +164,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
+    write_provenance(run_dir)
     t0 = time.perf_counter()
-    trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    except SystemExit:  # Lightning turns Ctrl-C into a graceful stop and sys.exit(1)
+        if not trainer.interrupted:
+            raise
+        interrupted(trainer, model, run_dir)
     fit_seconds = time.perf_counter() - t0
+    fit_end = time.time()
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    # the checkpoint kept by validation loss (the other one keeps the newest epoch)
+    watcher = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
+    best = watcher.best_model_path if watcher else ""
     trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False)
     best_epoch = torch.load(best, weights_only=True)["epoch"] + 1 if best else trainer.current_epoch
     em = model.epoch_metrics
     metrics: dict[str, Any] = {
+        "status": "completed",
         **{k: em["train"][k] for k in ("train/loss", "train/acc")},
         **{k: em["val"][k] for k in ("val/loss", "val/acc")},
         # the lowest validation loss (that of the best checkpoint): what a sweeper should minimise
-        "val/best_loss": float(trainer.checkpoint_callback.best_model_score)
-        if best
-        else em["val"]["val/loss"],
+        "val/best_loss": float(watcher.best_model_score) if best else em["val"]["val/loss"],
         **{f"test/{k}": em["test"][f"test/{k}"] for k in ("loss", "acc", "f1", "auroc")},
         # the floor any model must beat: always predict the training majority class
         "test/majority_acc": float((dm.sets["test"].labels() == shares.argmax()).float().mean()),
@@ -145,8 +195,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         **{f"windows/{s}": len(w) for s, w in dm.sets.items()},
         "fit_seconds": round(fit_seconds, 3),
-        # fitting less the validation passes, the test pass, and command start to first training step
-        "train_seconds": round(fit_seconds - model.seconds["val"], 3),
+        # first training step to the end of fitting, less the validation passes (set-up is start-up's);
+        # the test pass; and command start to the first training step
+        "train_seconds": round(fit_end - model.first_step_at - model.seconds["val"], 3)
+        if model.first_step_at
+        else None,
         "test_seconds": round(model.seconds["test"], 3),
         "startup_seconds": round(model.first_step_at - STARTED, 3) if model.first_step_at else None,
         "threads": torch.get_num_threads(),  # what this run trained with: one per job in a sweep
@@ -155,6 +208,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log_to_tensorboard(trainer, cfg, model, metrics)
     log.info("metrics: %s", json.dumps(metrics))
     return metrics
+
+
+def interrupted(trainer: L.Trainer, model: L.LightningModule, run_dir: Path) -> None:
+    """Ctrl-C: keep where training got to in last.ckpt, say so in metrics.json, exit 130."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer.save_checkpoint(last)
+    metrics = {
+        "status": "interrupted",
+        **model.epoch_metrics.get("train", {}),
+        **{k: v for k, v in model.epoch_metrics.get("val", {}).items() if k in ("val/loss", "val/acc")},
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"interrupted after {trainer.current_epoch} epochs; resume with ckpt_path={last}", file=sys.stderr)
+    sys.exit(130)
 
 
 def log_to_tensorboard(trainer: L.Trainer, cfg: DictConfig, model: L.LightningModule, metrics: dict) -> None:
@@ -166,7 +235,7 @@ def log_to_tensorboard(trainer: L.Trainer, cfg: DictConfig, model: L.LightningMo
         return
     from torch.utils.tensorboard.summary import hparams
 
-    extra = {k: float(v) for k, v in metrics.items()}
+    extra = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
     params = flat(OmegaConf.to_container(cfg, resolve=True), "")
     params = {
         k: v
@@ -222,5 +291,18 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.get("optimized_metric"))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    # Hydra writes .hydra/ into the run directory before main() runs: refuse one holding a run first
+    for arg in sys.argv[1:]:
+        if arg.startswith("hydra.run.dir=") and holds_run(Path(arg.split("=", 1)[1])):
+            print(
+                f"error: {arg.split('=', 1)[1]} already holds a run: runs are never written over; "
+                "choose another hydra.run.dir",
+                file=sys.stderr,
+            )
+            sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -6,13 +6,13 @@ batches are gathered from the series on demand, so memory stays O(steps), never 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 SPLITS = ("train", "val", "test")
 
@@ -83,6 +83,28 @@ class WindowSet(Dataset):
         return self.y[self.starts + self.label_offset]
 
 
+class BatchIndices(Sampler[torch.Tensor]):
+    """Batches of window indices as tensors, cut from one permutation per epoch.
+
+    The permutation is drawn as RandomSampler draws it (a generator seeded from torch's global RNG),
+    but never turned into a Python list: 7M windows would be ~250 MB of ints.
+    """
+
+    def __init__(self, n: int, size: int, shuffle: bool) -> None:
+        self.n, self.size, self.shuffle = n, size, shuffle
+
+    def __len__(self) -> int:
+        return -(-self.n // self.size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+            yield from torch.randperm(self.n, generator=g).split(self.size)
+        else:
+            yield from torch.arange(self.n).split(self.size)
+
+
 def _split(block: tuple[torch.Tensor, torch.Tensor], size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """A gathered block -> its batches of `size` windows (views, no copy)."""
     return list(zip(block[0].split(size), block[1].split(size), strict=True))
@@ -96,11 +118,10 @@ def loader(
     With `block`, each item is a list of up to `block` consecutive batches of `batch_size` windows,
     gathered at once: the same batches, in the same order, as without it.
     """
-    sampler = RandomSampler(ws) if shuffle else SequentialSampler(ws)
     return DataLoader(
         ws,
-        batch_size=None,  # the sampler below already yields whole batches of indices
-        sampler=BatchSampler(sampler, batch_size * (block or 1), drop_last=False),
+        batch_size=None,  # the sampler already yields whole batches of indices
+        sampler=BatchIndices(len(ws), batch_size * (block or 1), shuffle),
         collate_fn=partial(_split, size=batch_size) if block else None,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
@@ -122,11 +143,12 @@ def split_segments(
     return segments
 
 
-def nan_free(x: torch.Tensor, window: int) -> Callable[[torch.Tensor], torch.Tensor]:
+def nan_free(x: torch.Tensor, window: int, chunk: int = 1 << 20) -> Callable[[torch.Tensor], torch.Tensor]:
     """A test of window starts: True where no step of the window holds a NaN (one pass over x)."""
     # bad[t] = steps < t holding a NaN: window [s, s + window) is clean iff bad[s + window] == bad[s]
-    bad = torch.zeros(len(x) + 1, dtype=torch.long)
-    bad[1:] = torch.cumsum(torch.isnan(x).any(1), 0)
+    has_nan = torch.cat([torch.isnan(x[i : i + chunk]).any(1) for i in range(0, len(x), chunk)])
+    bad = torch.zeros(len(x) + 1, dtype=torch.int32 if len(x) < 2**31 else torch.int64)
+    torch.cumsum(has_nan, 0, out=bad[1:])
     return lambda s: bad[s + window] == bad[s]
 
 

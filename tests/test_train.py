@@ -13,6 +13,7 @@ from lstm_cls.train import check_config, train
 from .conftest import CONF, TINY, run_cli
 
 METRIC_KEYS = {
+    "status",
     "train/loss",
     "train/acc",
     "val/loss",
@@ -76,11 +77,17 @@ def test_train_writes_metrics_checkpoints_and_tensorboard(make_cfg, tmp_path):
     metrics = train(cfg)
     run = Path(cfg.run_dir)
     saved = json.loads((run / "metrics.json").read_text())
-    assert set(saved) == METRIC_KEYS and saved == pytest.approx(metrics)
+    assert set(saved) == METRIC_KEYS and saved["status"] == "completed"
+    assert {k: v for k, v in saved.items() if k != "status"} == pytest.approx(
+        {k: v for k, v in metrics.items() if k != "status"}
+    )
     assert saved["epochs"] == 3 and 1 <= saved["best_epoch"] <= 3 and saved["params_trainable"] == 848
     assert saved["windows/train"] > saved["windows/test"] > 0
     assert all(0 <= saved[k] <= 1 for k in ("train/acc", "val/acc", "test/acc", "test/f1", "test/auroc"))
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    # one optimizer step per batch of 32, blocks or not: global_step counts them all
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 3 * -(-saved["windows/train"] // 32)
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)  # plain data only
     assert ckpt["epoch"] + 1 == saved["best_epoch"]
     info = ckpt["data_info"]

@@ -153,3 +153,16 @@ def test_blocks_keep_batch_semantics_exact():
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     firsts = torch.cat([x[:, 0, 0] for x, _ in blocks]) / 10  # each window's start step
     assert sorted(firsts.long().tolist()) == list(range(437))  # every window once per epoch
+
+
+def test_batch_indices_follow_random_samplers_order():
+    """Index tensors instead of a Python list, the same permutation for the same seed."""
+    from torch.utils.data import RandomSampler
+
+    from lstm_cls.windows import BatchIndices
+
+    torch.manual_seed(5)
+    ours = torch.cat(list(BatchIndices(1000, 64, shuffle=True)))
+    torch.manual_seed(5)
+    assert ours.tolist() == list(RandomSampler(range(1000)))
+    assert [len(b) for b in BatchIndices(100, 32, shuffle=False)] == [32, 32, 32, 4]
