@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -136,23 +138,14 @@ class WindowDataModule(L.LightningDataModule):
 
 
 class SyntheticDataModule(WindowDataModule):
-    """`data=synthetic`: the embedded generator (see `sources.synthetic`)."""
+    """`data=synthetic`: the embedded generator. Its arguments (length, n_features, n_classes, noise,
+    signal, regime, seed) go to `sources.synthetic`, which holds their defaults; the rest to the windowing.
+    """
 
-    def __init__(
-        self,
-        length: int = 8000,
-        n_features: int = 13,
-        n_classes: int = 2,
-        noise: float = 0.1,
-        signal: float = 0.4,
-        regime: float = 20.0,
-        seed: int = 0,
-        **window_kwargs: Any,
-    ) -> None:
-        super().__init__(
-            lambda: sources.synthetic(length, n_features, n_classes, noise, signal, regime, seed),
-            **window_kwargs,
-        )
+    def __init__(self, **kwargs: Any) -> None:
+        names = inspect.signature(sources.synthetic).parameters
+        generator = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+        super().__init__(partial(sources.synthetic, **generator), **kwargs)
 
 
 class CsvDataModule(WindowDataModule):

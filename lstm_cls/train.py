@@ -135,16 +135,16 @@ def write_provenance(run_dir: Path) -> None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write `metrics.json`; returns its content."""
     check_config(cfg)
-    if holds_run(Path(cfg.run_dir)):
+    run_dir = Path(cfg.run_dir)
+    if holds_run(run_dir):
         raise UserError(
-            f"{cfg.run_dir} already holds a run: runs are never written over; choose another directory"
+            f"{run_dir} already holds a run: runs are never written over; choose another directory"
         )
     import lightning as L
     import torch
 
     torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    run_dir = Path(cfg.run_dir)
 
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")
