@@ -34,6 +34,8 @@ class WindowDataModule(L.LightningDataModule):
     every group, and normalised with statistics of the training steps only.
     """
 
+    nan: str | None = None  # a table source's missing-value rule (data.nan), named in the log
+
     def __init__(
         self,
         load: Callable[[], Series],
@@ -74,7 +76,7 @@ class WindowDataModule(L.LightningDataModule):
                 "dropped %d windows with a missing label, %d holding a missing feature value (data.nan=%s)",
                 dropped["label"],
                 dropped["nan"],
-                getattr(self, "nan", "-"),
+                self.nan,
             )
         for split in SPLITS:
             if len(starts[split]) == 0:
@@ -177,7 +179,6 @@ class CsvDataModule(WindowDataModule):
             "time": time,
             "group": group,
             "groups": groups,
-            "nan": nan,
             "dayfirst": dayfirst,
         }
         self.nan = nan
@@ -194,6 +195,7 @@ class CsvDataModule(WindowDataModule):
             k: (list(v) if k in ("features", "groups") and v is not None else v)
             for k, v in self.columns.items()
         }
+        cols["nan"] = self.nan
         main = sources.table(sources.read_table(self.path), self.target, **cols)
         self._check_lengths(main, self.path)
         parts, self.n_main = [main], len(main.bounds)
@@ -219,7 +221,8 @@ class CsvDataModule(WindowDataModule):
         return {
             **super().info(),
             "target": self.target,
-            **{k: self.columns[k] for k in ("time", "group", "nan", "dayfirst")},
+            **{k: self.columns[k] for k in ("time", "group", "dayfirst")},
+            "nan": self.nan,
         }
 
     def _check_lengths(self, series: Series, path: str) -> None:

@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from lstm_cls import UserError
-from lstm_cls.cli import parse, run
+from lstm_cls.cli import checkpoint, new_output, parse, run
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def evaluate(ckpt_path: str, overrides: list[str], output: str) -> dict[str, Any]:
-    out = Path(output)
-    if out.exists():
-        raise UserError(f"output: {out} already exists; choose another output=")
+    out = new_output(output)
     import hydra
     import lightning as L
     from hydra import compose, initialize_config_dir
@@ -73,9 +71,7 @@ def evaluate(ckpt_path: str, overrides: list[str], output: str) -> dict[str, Any
 def main(argv: list[str]) -> None:
     own = [a for a in argv if a.split("=", 1)[0] in ("ckpt_path", "output")]
     cfg = parse({"ckpt_path": None, "output": "evaluation.json"}, own)
-    if not cfg.ckpt_path:
-        raise UserError("ckpt_path is not set: pass ckpt_path=<run>/checkpoints/best.ckpt")
-    evaluate(cfg.ckpt_path, [a for a in argv if a not in own], cfg.output)
+    evaluate(checkpoint(cfg.ckpt_path), [a for a in argv if a not in own], cfg.output)
 
 
 if __name__ == "__main__":

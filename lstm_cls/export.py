@@ -12,24 +12,21 @@ from pathlib import Path
 from typing import Any
 
 from lstm_cls import UserError
-from lstm_cls.cli import parse, run
+from lstm_cls.cli import checkpoint, new_output, parse, run
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 
 
 def export(cfg: Any) -> Path:
-    if not cfg.ckpt_path:
-        raise UserError("ckpt_path is not set: pass ckpt_path=<run>/checkpoints/best.ckpt")
+    ckpt_path = checkpoint(cfg.ckpt_path)
     if cfg.format not in FORMATS:
         raise UserError(f"format must be one of {', '.join(FORMATS)} (got {cfg.format!r})")
-    out = Path(cfg.output) if cfg.output else Path(cfg.ckpt_path).with_suffix(FORMATS[cfg.format])
-    if out.exists():
-        raise UserError(f"output: {out} already exists; choose another output=")
+    out = new_output(cfg.output or Path(ckpt_path).with_suffix(FORMATS[cfg.format]))
     import torch
 
     from lstm_cls.model import load_checkpoint
 
-    model = load_checkpoint(cfg.ckpt_path)
+    model = load_checkpoint(ckpt_path)
     info = model.data_info
 
     class Probabilities(torch.nn.Module):

@@ -19,6 +19,8 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from lstm_cls import UserError
+
 LOSSES = ("ce", "bce", "mse")
 
 
@@ -45,8 +47,7 @@ class LSTMClassifier(L.LightningModule):
         keras_parity: bool = False,
     ) -> None:
         super().__init__()
-        # several optimizer steps per Lightning call (see training_step): Lightning's overhead per call
-        # was measured at about a quarter of this small model's step time
+        # several optimizer steps per Lightning call: see training_step
         self.automatic_optimization = False
         self.first_step_at: float | None = None  # wall clock of the first training step (start-up time)
         self.seconds = {"val": 0.0, "test": 0.0}  # time spent in evaluation loops, for throughput figures
@@ -181,8 +182,6 @@ class LSTMClassifier(L.LightningModule):
         losses = torch.stack(losses)
         finite = torch.isfinite(losses)
         if not finite.all():  # once per block: one sync, not one per step
-            from lstm_cls import UserError
-
             i = int((~finite).nonzero()[0])
             step = self.global_step - len(batches) + i + 1
             raise UserError(
@@ -284,8 +283,6 @@ def count_trainable(model: nn.Module) -> int:
 
 def load_checkpoint(path: str | Path) -> LSTMClassifier:
     """A trained model, in eval mode, with its `data_info`; plain-data checkpoints only (weights_only)."""
-    from lstm_cls import UserError
-
     p = Path(path)
     if not p.is_file():
         raise UserError(f"ckpt_path: no such file: {p}")

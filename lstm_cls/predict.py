@@ -11,14 +11,13 @@ The prediction is for `horizon` steps after that last step, as in training.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lstm_cls import UserError
-from lstm_cls.cli import parse, run
+from lstm_cls.cli import checkpoint, new_output, parse, run
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +32,10 @@ DEFAULTS: dict[str, Any] = {
 
 
 def predict(cfg: Any) -> pd.DataFrame:
-    if not cfg.ckpt_path:
-        raise UserError("ckpt_path is not set: pass ckpt_path=<run>/checkpoints/best.ckpt")
+    ckpt_path = checkpoint(cfg.ckpt_path)
     if not cfg.data.path:
         raise UserError("data.path is not set: pass data.path=FILE, the table to predict on")
-    out = Path(cfg.output)
-    if out.exists():
-        raise UserError(f"output: {out} already exists; choose another output=")
+    out = new_output(cfg.output)
     import torch
 
     from lstm_cls import sources
@@ -47,7 +43,7 @@ def predict(cfg: Any) -> pd.DataFrame:
     from lstm_cls.windows import WindowSet, nan_free, normalise_, window_starts
 
     torch.set_num_threads(cfg.threads)
-    model = load_checkpoint(cfg.ckpt_path)
+    model = load_checkpoint(ckpt_path)
     info = model.data_info
     df = sources.read_table(cfg.data.path)
     missing = [f for f in info["feature_names"] if f not in df.columns]
