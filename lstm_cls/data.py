@@ -46,7 +46,7 @@ class WindowDataModule(L.LightningDataModule):
         test_fraction: float = 0.175,
         batch_size: int = 32,
         num_workers: int = 0,
-        block: int = 16,
+        block: int = 64,
         eval_batch_size: int = 1024,
         stats: dict[str, list[float]] | None = None,
     ) -> None:
