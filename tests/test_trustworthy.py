@@ -87,14 +87,20 @@ SLOW_RUN = [
 
 def start(run_dir: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "lstm_cls.train", *SLOW_RUN, *extra, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # A child inherits an ignored SIGINT (a shell's background job has one, so may a CI runner), and
+    # Python then never raises KeyboardInterrupt. Start it the way a terminal's Ctrl-C finds it.
+    before = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lstm_cls.train", *SLOW_RUN, *extra, f"hydra.run.dir={run_dir}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
