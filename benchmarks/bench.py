@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +105,9 @@ def peak_rss_mb(overrides: list[str]) -> float:
     return int(line[-1].split()[1]) / 1024
 
 
-def sweep_seconds(launcher: str, overrides: list[str], sweep_dir: str) -> float:
+def sweep_seconds(launcher: str, overrides: list[str], parent: str) -> float:
+    """One sweep, in its own new folder under `parent` named after the launcher."""
+    sweep_dir = tempfile.mkdtemp(prefix=f"{launcher}_", dir=parent)
     t0 = time.perf_counter()
     r = subprocess.run(
         [
@@ -135,31 +138,42 @@ def most_at_once(sweep_dir: Path) -> int:
     return max(sum(a <= t < b for a, b in spans) for t, _ in spans)
 
 
-def median_of(n: int, f) -> float:
+def median_of(n: int, f: Callable[[], float]) -> float:
     return statistics.median(f() for _ in range(n))
 
 
-def parallel_ceiling(order: list[str]) -> float:
+def in_turns(a: Callable[[], float], b: Callable[[], float], abba: bool) -> tuple[list[float], list[float]]:
+    """Seconds of each of two measurements, run in the order A B B A (A B if not `abba`): a drift in the
+    machine's speed weighs on both sides alike."""
+    seconds: dict[Callable[[], float], list[float]] = {a: [], b: []}
+    for f in [a, b, b, a] if abba else [a, b]:
+        seconds[f].append(f())
+    return seconds[a], seconds[b]
+
+
+def parallel_ceiling(abba: bool) -> float:
     """What 2 processes can gain over 1 here at all: a plain torch loop, twice in a row vs twice at once."""
     code = (
         "import torch,time\ntorch.set_num_threads(1)\nm=torch.nn.LSTM(13,32,batch_first=True)\n"
         "x=torch.randn(32,50,13);o=torch.optim.Adam(m.parameters());t=time.time()\n"
         "for _ in range(3000):\n o.zero_grad();m(x)[0].sum().backward();o.step()\nprint(time.time()-t)"
     )
-    seconds: dict[str, float] = {"sequential": 0.0, "parallel": 0.0}
-    for how in order:
+
+    def one_by_one() -> float:
         t0 = time.perf_counter()
-        if how == "sequential":
-            for _ in range(2):
-                subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-        else:
-            procs = [
-                subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL) for _ in range(2)
-            ]
-            for p in procs:
-                p.wait()
-        seconds[how] += time.perf_counter() - t0
-    return seconds["sequential"] / seconds["parallel"]
+        for _ in range(2):
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+    def at_once() -> float:
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL) for _ in range(2)]
+        for p in procs:
+            p.wait()
+        return time.perf_counter() - t0
+
+    seq, par = in_turns(one_by_one, at_once, abba)
+    return sum(seq) / sum(par)
 
 
 def inference(cfg) -> dict:
@@ -312,30 +326,26 @@ def main() -> None:
         f"trainer.max_epochs={2 if q else 30}",
         "callbacks.progress_bar.refresh_rate=0",
     ]
-    # in the order A B B A, summed: a drift in the machine's speed weighs on both sides alike
-    order = ["basic", "joblib"] if q else ["basic", "joblib", "joblib", "basic"]
-    seconds: dict[str, list[float]] = {"basic": [], "joblib": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for i, launcher in enumerate(order):
-            seconds[launcher].append(sweep_seconds(launcher, jobs, f"{tmp}/{i}_{launcher}"))
-        runs = [json.loads(p.read_text()) for p in Path(tmp).glob("*_joblib/*/metrics.json")]
-        at_once = max(most_at_once(d) for d in Path(tmp).glob("*_joblib"))
+        seq_s, par_s = in_turns(
+            lambda: sweep_seconds("basic", jobs, tmp), lambda: sweep_seconds("joblib", jobs, tmp), not q
+        )
+        runs = [json.loads(p.read_text()) for p in Path(tmp).glob("joblib_*/*/metrics.json")]
+        at_once = max(most_at_once(d) for d in Path(tmp).glob("joblib_*"))
     threads = max(m["threads"] for m in runs)
-    seq, par = statistics.mean(seconds["basic"]), statistics.mean(seconds["joblib"])
-    ceiling = parallel_ceiling(
-        ["sequential", "parallel", "parallel", "sequential"] if not q else ["sequential", "parallel"]
-    )
+    seq, par = statistics.mean(seq_s), statistics.mean(par_s)
+    ceiling = parallel_ceiling(abba=not q)
     results["sweep"] = {
-        "sequential_s": seconds["basic"],
-        "joblib_s": seconds["joblib"],
+        "sequential_s": seq_s,
+        "joblib_s": par_s,
         "speedup": seq / par,
         "hardware_ceiling": ceiling,
         "jobs_at_once": at_once,
         "threads_per_job": threads,
     }
     print(
-        f"3. sweep of 4 jobs (run in the order {', '.join(order)}): one after another "
-        f"{seq:.1f} s, joblib {par:.1f} s -> {seq / par:.2f}x "
+        f"3. sweep of 4 jobs, timed {'A B B A' if not q else 'A B'}: (A) one after another {seq:.1f} s, "
+        f"(B) joblib {par:.1f} s -> {seq / par:.2f}x "
         f"(target >= 1.7x on 2 cores)\n"
         f"   joblib ran {at_once} jobs at once, {threads} torch thread(s) each, on {os.cpu_count()} cores; "
         f"the hardware's own ceiling, two plain torch loops at once vs one after another: {ceiling:.2f}x"
