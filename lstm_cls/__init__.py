@@ -5,9 +5,6 @@ import time
 __version__ = "0.1.0"
 STARTED = time.time()  # about when the command started: for the start-up figure in metrics.json
 
-# kept here, free of heavy imports, so that bad settings are refused before torch or lightning load
-NAN_RULES = ("ffill", "drop", "error")
-
 
 class UserError(ValueError):
     """Bad input or settings: reported as one `error:` line with exit code 2, never a traceback."""

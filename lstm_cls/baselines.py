@@ -14,13 +14,14 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from lstm_cls.train import check_config, refuse
+from lstm_cls import config
+from lstm_cls.train import refuse
 
 log = logging.getLogger(__name__)
 
 
 def baselines(cfg: DictConfig) -> dict[str, Any]:
-    check_config(cfg)
+    config.check(cfg)
     import numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -41,10 +41,15 @@ def new_output(path: str | Path) -> Path:
     return out
 
 
+def fail(error: Exception | str) -> NoReturn:
+    """The one way every entry point refuses: one `error:` line on stderr, exit code 2, no traceback."""
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
 def run(main: Callable[[list[str]], Any]) -> None:
     """Call main(argv); a UserError becomes one `error:` line on stderr and exit code 2."""
     try:
         main(sys.argv[1:])
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        fail(e)

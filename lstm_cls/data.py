@@ -46,7 +46,7 @@ class WindowDataModule(L.LightningDataModule):
         test_fraction: float = 0.175,
         batch_size: int = 32,
         num_workers: int = 0,
-        block: int = 64,
+        block: int | None = 64,
         eval_batch_size: int = 1024,
         stats: dict[str, list[float]] | None = None,
     ) -> None:
@@ -128,7 +128,8 @@ class WindowDataModule(L.LightningDataModule):
         return self.sets
 
     def train_dataloader(self) -> DataLoader:
-        # blocks of `block` batches: the model takes that many optimizer steps per Lightning call
+        # blocks of `block` batches: the model takes that many optimizer steps per Lightning call;
+        # block None (Lightning's standard path, set by train.py): one batch per call
         return loader(self._on_device()["train"], self.batch_size, True, self.num_workers, block=self.block)
 
     def val_dataloader(self) -> DataLoader:

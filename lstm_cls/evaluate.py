@@ -25,14 +25,14 @@ def evaluate(ckpt_path: str, overrides: list[str], output: str) -> dict[str, Any
     import lightning as L
     from hydra import compose, initialize_config_dir
 
-    from lstm_cls.model import load_checkpoint
-    from lstm_cls.train import check_config
+    from lstm_cls import config
+    from lstm_cls.model import LSTMClassifier
 
-    model = load_checkpoint(ckpt_path)
+    model = LSTMClassifier.from_checkpoint(ckpt_path)
     info = model.data_info
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, "run_dir=."])
-    check_config(cfg)
+    config.check(cfg)
     keep = {k: info[k] for k in ("window", "stride", "horizon")}
     dm = hydra.utils.instantiate(cfg.data, **keep, stats={"mean": info["mean"], "std": info["std"]})
     dm.setup("test")
@@ -55,7 +55,7 @@ def evaluate(ckpt_path: str, overrides: list[str], output: str) -> dict[str, Any
         "windows": len(dm.sets["test"]),
         "class_names": info["class_names"],
         # rows: true class, columns: predicted class
-        "confusion_matrix": model.confusion.compute().tolist(),
+        "confusion_matrix": model.confusion_matrix.tolist(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

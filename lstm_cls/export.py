@@ -24,10 +24,9 @@ def export(cfg: Any) -> Path:
     out = new_output(cfg.output or Path(ckpt_path).with_suffix(FORMATS[cfg.format]))
     import torch
 
-    from lstm_cls.model import load_checkpoint
+    from lstm_cls.backbone import load_backbone
 
-    model = load_checkpoint(ckpt_path)
-    info = model.data_info
+    model, info = load_backbone(ckpt_path)
 
     class Probabilities(torch.nn.Module):
         def __init__(self) -> None:
@@ -59,12 +58,8 @@ def export(cfg: Any) -> Path:
         onnx.helper.set_model_props(proto, {"data_info": meta})
         onnx.save(proto, str(out))
     else:
-        model._jit_is_scripting = True  # as Lightning's own to_torchscript: no Trainer needed
-        try:
-            with torch.no_grad():
-                traced = torch.jit.trace(wrapper, example)
-        finally:
-            model._jit_is_scripting = False
+        with torch.no_grad():  # a plain nn.Module: no Lightning attribute to work around
+            traced = torch.jit.trace(wrapper, example)
         torch.jit.save(traced, str(out), _extra_files={"data_info.json": meta})
     print(f"wrote {out}")
     return out

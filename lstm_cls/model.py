@@ -1,4 +1,11 @@
-"""The LightningModule: LSTM -> last hidden state -> Linear -> ReLU -> Linear, with its loss and metrics."""
+"""The LightningModule: the network (`backbone.LSTMBackbone`), its loss, metrics, optimizer and steps.
+
+Two training paths share this module (`lstm_cls.fast_path` picks one per run):
+- the block path (manual optimization): one `training_step` gets `data.block` batches and takes one
+  optimizer step per batch, so Lightning's per-call overhead is paid once per block;
+- Lightning's standard path (automatic optimization): one batch per `training_step`, Lightning steps.
+Both see the same batches in the same order and take the same optimizer steps.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
@@ -20,17 +27,19 @@ from torchmetrics.classification import (
 )
 
 from lstm_cls import UserError
+from lstm_cls.backbone import LSTMBackbone, backbone_kwargs, read_checkpoint
 
-LOSSES = ("ce", "bce", "mse")
+Batch = tuple[torch.Tensor, torch.Tensor]  # x [batch, timesteps, features], y [batch]
 
 
 class LSTMClassifier(L.LightningModule):
-    """The reference model (Keras: LSTM(32) -> Dense(10, relu) -> Dense(2, softmax)) and its training.
+    """Loss, metrics, optimizer and scheduler around `LSTMBackbone`.
 
-    Hyperparameters are plain numbers and strings, so checkpoints load with `weights_only=True`.
+    Hyperparameters are plain numbers, strings and lists, so checkpoints load with `weights_only=True`.
     `loss`: "ce" cross-entropy on logits (the reference's softmax + categorical cross-entropy),
-    "bce" one sigmoid output (binary only), "mse" squared error of softmax probabilities to one-hot.
-    `keras_parity`: one bias per gate (PyTorch's second bias frozen at zero) and Keras' initialisers.
+    "bce" one sigmoid output (binary only), "mse" squared error of the outputs (`output`: softmax
+    probabilities against one-hot, or tanh against -1/+1). `class_weights`: one weight per class
+    (train.py turns "balanced" into the list), or None.
     """
 
     def __init__(
@@ -44,28 +53,28 @@ class LSTMClassifier(L.LightningModule):
         bidirectional: bool = False,
         lr: float = 1e-3,
         loss: str = "ce",
+        output: str = "softmax",
         keras_parity: bool = False,
+        optimizer: str = "adam",
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        scheduler: str = "none",
+        step_size: int = 30,
+        gamma: float = 0.1,
+        patience: int = 10,
+        class_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
-        # several optimizer steps per Lightning call: see training_step
-        self.automatic_optimization = False
-        self.first_step_at: float | None = None  # wall clock of the first training step (start-up time)
-        self.seconds = {"val": 0.0, "test": 0.0}  # time spent in evaluation loops, for throughput figures
         # logger=False: hparams go to TensorBoard once, at the end, with the final metrics
         self.save_hyperparameters(logger=False)
-        self.lstm = nn.LSTM(
-            n_features,
-            hidden,
-            num_layers,
-            batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,  # between LSTM layers only
-            bidirectional=bidirectional,
-        )
-        self.drop = nn.Dropout(dropout)
-        self.fc1 = nn.Linear(hidden * (2 if bidirectional else 1), head)
-        self.fc2 = nn.Linear(head, 1 if loss == "bce" else n_classes)
-        if keras_parity:
-            self._keras_init()
+        self.net = LSTMBackbone(**backbone_kwargs(dict(self.hparams)))
+        weights = torch.tensor(class_weights if class_weights else [1.0] * n_classes)
+        self.register_buffer("class_weight", weights, persistent=False)
+        # set by train.py for the block path (Trainer(gradient_clip_val=...) is Lightning's for its own)
+        self.clip: tuple[float | None, str | None] = (None, None)
+        self.direct = False  # the block path steps the torch optimizer itself: see on_train_start
+        self.first_step_at: float | None = None  # wall clock of the first training step (start-up time)
+        self.seconds = {"val": 0.0, "test": 0.0}  # time spent in evaluation loops, for throughput figures
         # keyed "train_" etc.: a ModuleDict key cannot be "train" (nn.Module.train)
         self.losses = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("train", "val", "test")})
         self.scores = nn.ModuleDict(
@@ -82,61 +91,47 @@ class LSTMClassifier(L.LightningModule):
         )
         self.confusion = MulticlassConfusionMatrix(n_classes)
         self.epoch_metrics: dict[str, dict[str, float]] = {}  # last computed, per stage
+        self.confusion_matrix: torch.Tensor | None = None  # of the last test
+        self.val_epoch = -1  # the last epoch whose validation ran (the gap compares the same epoch)
         # what using the model needs (feature and class names, normalisation, window...): plain data,
         # set by train.py from the data module and stored in every checkpoint
         self.data_info: dict[str, Any] = {}
 
-    def _keras_init(self) -> None:
-        """Keras LSTM defaults: glorot-uniform kernel, orthogonal recurrent kernel, zero bias with
-        forget-gate bias 1, and a single bias per gate. Dense: glorot-uniform kernel, zero bias."""
-        h = self.hparams.hidden
-        for name, p in self.lstm.named_parameters():
-            if name.startswith("weight_ih"):
-                nn.init.xavier_uniform_(p)  # same limit as Keras on the [in, 4h] kernel
-            elif name.startswith("weight_hh"):
-                nn.init.orthogonal_(p)
-            elif name.startswith("bias_ih"):
-                nn.init.zeros_(p)
-                with torch.no_grad():
-                    p[h : 2 * h] = 1.0  # gates are ordered i, f, g, o in both frameworks
-            elif name.startswith("bias_hh"):
-                nn.init.zeros_(p)
-                p.requires_grad_(False)  # Keras has one bias per gate: keep this one at zero
-        for fc in (self.fc1, self.fc2):
-            nn.init.xavier_uniform_(fc.weight)
-            nn.init.zeros_(fc.bias)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[batch, timesteps, features] -> logits [batch, classes] ([batch, 1] for bce)."""
-        _, (h, _) = self.lstm(x)  # h: [layers * directions, batch, hidden]
-        if self.hparams.bidirectional:
-            last = torch.cat([h[-2], h[-1]], dim=1)  # [batch, 2 * hidden]
-        else:
-            last = h[-1]  # [batch, hidden]
-        return self.fc2(F.relu(self.fc1(self.drop(last))))  # [batch, head] -> [batch, classes]
+        return self.net(x)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits -> class probabilities [batch, classes], whatever the loss."""
-        if self.hparams.loss == "bce":
-            p1 = torch.sigmoid(logits[:, 0])
-            return torch.stack([1 - p1, p1], dim=1)
-        return torch.softmax(logits, dim=1)
+        return self.net.probabilities(logits)
+
+    def summary(self) -> str:
+        return self.net.summary()
 
     def loss_fn(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.hparams.loss == "ce":
-            return F.cross_entropy(logits, y)
-        if self.hparams.loss == "bce":
-            return F.binary_cross_entropy_with_logits(logits[:, 0], y.float())
-        return F.mse_loss(torch.softmax(logits, 1), F.one_hot(y, self.hparams.n_classes).float())
+        """The batch's loss: a class-weighted mean (sum of w[y] * loss over the sum of w[y])."""
+        hp, w = self.hparams, self.class_weight
+        if hp.loss == "ce":
+            return F.cross_entropy(logits, y, weight=w if hp.class_weights else None)
+        if hp.loss == "bce":
+            per = F.binary_cross_entropy_with_logits(logits[:, 0], y.float(), reduction="none")
+        else:  # mse against one-hot (softmax) or -1/+1 (tanh) targets, averaged over classes
+            target = F.one_hot(y, hp.n_classes).float()
+            if hp.output == "tanh":
+                out, target = torch.tanh(logits), 2 * target - 1
+            else:
+                out = torch.softmax(logits, 1)
+            per = F.mse_loss(out, target, reduction="none").mean(1)
+        if not hp.class_weights:
+            return per.mean()
+        wy = w[y]
+        return (per * wy).sum() / wy.sum()
 
-    def _shared_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], stage: str
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and logits of one batch; val and test update their metrics here, training per block."""
+    def _shared_step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and logits of one batch; val and test update their metrics here, the block path per block."""
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits, y)
-        if stage != "train":
+        if stage != "train" or self.automatic_optimization:
             self._update(stage, logits, y, loss)
         return loss, logits
 
@@ -148,53 +143,79 @@ class LSTMClassifier(L.LightningModule):
         if stage == "test":
             self.confusion.update(probs, y)
 
-    def training_step(self, batches: list[tuple[torch.Tensor, torch.Tensor]], batch_idx: int) -> None:
-        """One Lightning call, one optimizer step per batch of the block (`data.block` batches).
+    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> torch.Tensor | None:
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
+        if self.automatic_optimization:  # Lightning's standard path: Lightning does the rest
+            loss, _ = self._shared_step(batch, "train")
+            self._stop_if_not_finite(loss.detach()[None], 1)
+            return loss
+        self._block_step(batch)
+        return None
+
+    def _block_step(self, batches: list[Batch]) -> None:
+        """The block path: one optimizer step per batch of the block, exactly as Lightning would take them.
 
         Every step still sees `data.batch_size` windows; Lightning's per-call overhead and the metric
         updates are paid once per block instead of once per step.
         """
-        if self.first_step_at is None:
-            self.first_step_at = time.time()
         opt = self.optimizers()
-        # Full precision on one device: Lightning's manual_backward and optimizer-step wrappers only add
-        # hook calls nothing here uses, measured at ~10% of this model's step time. Step the torch
-        # optimizer directly and count the step as LightningOptimizer.step does (global_step, resume).
-        # Anything else (mixed precision, several devices) takes Lightning's full path.
-        direct = str(self.trainer.precision) in ("32-true", "32", "64-true", "64") and isinstance(
-            self.trainer.strategy, SingleDeviceStrategy
-        )
-        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        clip_val, clip_algorithm = self.clip
         logits, losses = [], []
         for batch in batches:
             loss, out = self._shared_step(batch, "train")
             opt.zero_grad(set_to_none=True)
-            if direct:
+            if self.direct:
+                # full precision, one device, no callback hooking the step: Lightning's wrappers would only
+                # add hook calls (measured at ~10% of this model's step time), so step the torch optimizer
+                # and count the step as LightningOptimizer.step does (global_step, resume, max_steps)
                 loss.backward()
-                progress.increment_ready()
+                if clip_val:
+                    self.clip_gradients(opt, clip_val, clip_algorithm)
+                self._step_progress.increment_ready()
                 opt.optimizer.step()
-                progress.increment_completed()
+                self._step_progress.increment_completed()
             else:
+                # Lightning's calls: on_before_backward / on_after_backward / on_before_optimizer_step fire
+                # once per step, precision plugins and strategies apply; clipping in on_before_optimizer_step
                 self.manual_backward(loss)
                 opt.step()
             logits.append(out.detach())
             losses.append(loss.detach() * len(out))
         losses = torch.stack(losses)
+        self._stop_if_not_finite(losses, len(batches))
+        y = torch.cat([b[1] for b in batches])
+        self._update("train", torch.cat(logits), y, losses.sum() / len(y))
+
+    def _stop_if_not_finite(self, losses: torch.Tensor, steps: int) -> None:
         finite = torch.isfinite(losses)
         if not finite.all():  # once per block: one sync, not one per step
             i = int((~finite).nonzero()[0])
-            step = self.global_step - len(batches) + i + 1
+            step = self.global_step - steps + i + 1
             raise UserError(
                 f"the loss became {float(losses[i])} at epoch {self.current_epoch + 1}, step {step}: "
                 "training stopped; the last good checkpoint is the run's checkpoints/last.ckpt"
             )
-        y = torch.cat([b[1] for b in batches])
-        self._update("train", torch.cat(logits), y, losses.sum() / len(y))
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # the block path's clipping when it steps through Lightning: where Lightning's automatic path clips,
+        # after every callback's on_before_optimizer_step (the direct step clips in _block_step)
+        if not self.automatic_optimization and self.clip[0]:
+            self.clip_gradients(optimizer, *self.clip)
+
+    def on_train_start(self) -> None:
+        from lstm_cls.fast_path import steps_directly
+
+        self.direct = not self.automatic_optimization and steps_directly(self.trainer)
+        if self.direct:
+            # what LightningOptimizer.step would increment (a test pins this attribute's meaning)
+            loop = self.trainer.fit_loop.epoch_loop.manual_optimization
+            self._step_progress = loop.optim_step_progress
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._shared_step(batch, "val")
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
     def _epoch_metrics(self, stage: str) -> dict[str, float]:
@@ -207,9 +228,11 @@ class LSTMClassifier(L.LightningModule):
         return self.epoch_metrics[stage]
 
     def _log(self, values: dict[str, float], prog_bar: bool = False) -> None:
-        self.log_dict(values, prog_bar=prog_bar)
+        # torchmetrics already reduced them over processes (DDP): sync_dist averages equal values, and
+        # says so to Lightning, which would warn otherwise
+        self.log_dict(values, prog_bar=prog_bar, sync_dist=True)
         # every logger's x-axis: epochs counted from 1; a test after fitting sits on the last epoch
-        self.log("step", float(self.current_epoch + (0 if self.trainer.testing else 1)))
+        self.log("step", float(self.current_epoch + (0 if self.trainer.testing else 1)), sync_dist=True)
 
     def on_validation_epoch_start(self) -> None:
         self._eval_started = time.perf_counter()
@@ -219,6 +242,9 @@ class LSTMClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.seconds["val"] += time.perf_counter() - self._eval_started
+        if self.losses["val_"].update_count == 0:  # limit_val_batches=0: nothing to report
+            return
+        self.val_epoch = self.current_epoch
         self._log(self._epoch_metrics("val"), prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
@@ -226,19 +252,38 @@ class LSTMClassifier(L.LightningModule):
         if self.losses["train_"].update_count == 0:
             # resuming from a checkpoint saved at this epoch's validation: its training was logged then
             return
-        train, val = self._epoch_metrics("train"), self.epoch_metrics.get("val")
+        train = self._epoch_metrics("train")
+        train["lr"] = self.optimizers().param_groups[0]["lr"]  # this epoch's, before the scheduler steps
         gaps = {}
-        if val is not None:
+        val = self.epoch_metrics.get("val")
+        if val is not None and self.val_epoch == self.current_epoch:
             gaps = {
                 "gap/acc": train["train/acc"] - val["val/acc"],
                 "gap/loss": val["val/loss"] - train["train/loss"],
             }
             self.epoch_metrics["gap"] = gaps
         self._log({**train, **gaps}, prog_bar=True)
+        if not self.automatic_optimization:
+            self._step_scheduler()
+
+    def _step_scheduler(self) -> None:
+        """The block path steps the scheduler itself, once per epoch, as Lightning's automatic path does:
+        after on_train_epoch_end; a plateau scheduler on the latest `val/loss` (none yet: no step)."""
+        sch = self.lr_schedulers()
+        if sch is None:
+            return
+        if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            val_loss = self.trainer.callback_metrics.get("val/loss")
+            if val_loss is not None:
+                sch.step(float(val_loss))
+        else:
+            sch.step()
 
     def on_test_epoch_end(self) -> None:
         self.seconds["test"] += time.perf_counter() - self._eval_started
         self._log(self._epoch_metrics("test"))
+        # computed on every process (under DDP compute() gathers from all of them): rows true, columns predicted
+        self.confusion_matrix = self.confusion.compute()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["data_info"] = self.data_info
@@ -246,51 +291,42 @@ class LSTMClassifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.data_info = checkpoint.get("data_info", {})
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
-        # the fused kernel: the same Adam update in one call instead of ~10 small ops per tensor, measured
-        # at ~12% of this model's CPU step time; devices without one take the default implementation
+        # the fused kernel: the same update in one call instead of ~10 small ops per tensor, measured at
+        # ~12% of this model's CPU step time (Adam); devices without one take the default implementation
         fused = all(p.device.type in ("cpu", "cuda") for p in params)
-        return torch.optim.Adam(params, lr=self.hparams.lr, fused=fused)
-
-    def summary(self) -> str:
-        """Keras' model.summary() layout: layer, output shape, params; total, trainable, non-trainable."""
-        rows = [
-            (
-                f"lstm (LSTM{', bidirectional' if self.hparams.bidirectional else ''})",
-                f"(None, {self.fc1.in_features})",
-                self.lstm,
+        common = {"lr": hp.lr, "weight_decay": hp.weight_decay, "fused": fused}
+        if hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, **common)
+        elif hp.optimizer == "sgd":
+            opt = torch.optim.SGD(params, momentum=hp.momentum, **common)
+        else:
+            opt = torch.optim.Adam(params, **common)
+        if hp.scheduler == "none":
+            return opt
+        if hp.scheduler == "cosine":
+            sch = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.trainer.max_epochs))
+        elif hp.scheduler == "step":
+            sch = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
+        else:
+            sch = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="min", factor=hp.gamma, patience=hp.patience
             )
-        ]
-        rows += [("dense (Linear, relu)", f"(None, {self.fc1.out_features})", self.fc1)]
-        rows += [("dense_1 (Linear)", f"(None, {self.fc2.out_features})", self.fc2)]
-        line = "_" * 66
-        out = [line, f"{'Layer (type)':<34}{'Output Shape':<20}{'Param #':>12}", "=" * 66]
-        for name, shape, mod in rows:
-            out.append(f"{name:<34}{shape:<20}{sum(p.numel() for p in mod.parameters()):>12,}")
-        total = sum(p.numel() for p in self.parameters())
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        out += [
-            "=" * 66,
-            f"Total params: {total:,}",
-            f"Trainable params: {trainable:,}",
-            f"Non-trainable params: {total - trainable:,}",
-            line,
-        ]
-        return "\n".join(out)
+        if not self.automatic_optimization:
+            return {"optimizer": opt, "lr_scheduler": sch}  # stepped in _step_scheduler
+        # Lightning steps it once per epoch; strict=False: an epoch without validation skips the plateau
+        config: dict[str, Any] = {"scheduler": sch, "interval": "epoch"}
+        if hp.scheduler == "plateau":
+            config.update(monitor="val/loss", strict=False)
+        return {"optimizer": opt, "lr_scheduler": config}
 
-
-def count_trainable(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def load_checkpoint(path: str | Path) -> LSTMClassifier:
-    """A trained model, in eval mode, with its `data_info`; plain-data checkpoints only (weights_only)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"ckpt_path: no such file: {p}")
-    ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    model = LSTMClassifier(**ckpt["hyper_parameters"])
-    model.load_state_dict(ckpt["state_dict"])
-    model.data_info = ckpt.get("data_info", {})
-    return model.eval()
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> LSTMClassifier:
+        """A trained model, in eval mode, with its `data_info`; plain-data checkpoints only (weights_only)."""
+        ckpt = read_checkpoint(path)
+        model = cls(**ckpt["hyper_parameters"])
+        model.load_state_dict(ckpt["state_dict"])
+        model.data_info = ckpt.get("data_info", {})
+        return model.eval()

@@ -39,12 +39,11 @@ def predict(cfg: Any) -> pd.DataFrame:
     import torch
 
     from lstm_cls import sources
-    from lstm_cls.model import load_checkpoint
+    from lstm_cls.backbone import load_backbone
     from lstm_cls.windows import WindowSet, nan_free, normalise_, window_starts
 
     torch.set_num_threads(cfg.threads)
-    model = load_checkpoint(ckpt_path)
-    info = model.data_info
+    model, info = load_backbone(ckpt_path)
     df = sources.read_table(cfg.data.path)
     missing = [f for f in info["feature_names"] if f not in df.columns]
     if missing:

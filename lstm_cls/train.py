@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_cls import NAN_RULES, STARTED, UserError
+from lstm_cls import STARTED, UserError, config
+from lstm_cls.cli import fail
 
 if TYPE_CHECKING:
     import lightning as L
@@ -36,52 +38,6 @@ warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")  # no
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
     lambda r: "litlogger" not in r.getMessage()
 )
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Reject out-of-range settings before any data is read or directory filled."""
-    d, m = cfg.data, cfg.model
-    problems = []
-    for key, value in [
-        ("model.hidden", m.hidden),
-        ("model.head", m.head),
-        ("model.num_layers", m.num_layers),
-        ("data.batch_size", d.batch_size),
-        ("data.window", d.window),
-        ("data.stride", d.stride),
-        ("trainer.max_epochs", cfg.trainer.max_epochs),
-        ("threads", cfg.threads),
-    ]:
-        if not isinstance(value, int) or value <= 0:
-            problems.append(f"{key} must be a positive integer (got {value!r})")
-    if not isinstance(d.horizon, int) or d.horizon < 0:
-        problems.append(f"data.horizon must be an integer >= 0 (got {d.horizon!r})")
-    for key in ("val_fraction", "test_fraction"):
-        if not 0 < d[key] < 1:
-            problems.append(f"data.{key} must be in (0, 1) (got {d[key]!r})")
-    if 0 < d.val_fraction < 1 and 0 < d.test_fraction < 1 and d.val_fraction + d.test_fraction >= 1:
-        problems.append("data.val_fraction + data.test_fraction must leave steps for training")
-    if "nan" in d and d.nan not in NAN_RULES:
-        problems.append(f"data.nan must be one of {', '.join(NAN_RULES)} (got {d.nan!r})")
-    if not 0 <= m.dropout < 1:
-        problems.append(f"model.dropout must be in [0, 1) (got {m.dropout!r})")
-    if m.lr <= 0:
-        problems.append(f"model.lr must be > 0 (got {m.lr!r})")
-    strategy = str(cfg.trainer.get("strategy", "auto"))
-    if in_multirun() and ("ddp" in strategy or cfg.trainer.get("devices", 1) not in (1, "1", "auto")):
-        problems.append("Lightning's DDP is not started inside a Hydra multirun: use trainer.devices=1")
-    if m.loss not in ("ce", "bce", "mse"):
-        problems.append(f"model.loss must be one of ce, bce, mse (got {m.loss!r})")
-    if problems:
-        raise UserError("; ".join(problems))
-    if "path" in d:  # a table source: its files must exist before anything is built
-        if not d.path:
-            raise UserError(f"data.path is not set: {d.get('hint') or 'pass data.path=FILE'}")
-        if not d.get("target"):
-            raise UserError("data.target is not set: pass data.target=COLUMN, the label column")
-        for key in ("path", "val_path", "test_path"):
-            if d.get(key) and not Path(d[key]).is_file():
-                raise UserError(f"data.{key}: no such file: {d[key]}")
 
 
 def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -132,29 +88,56 @@ def write_provenance(run_dir: Path) -> None:
     (run_dir / "provenance.json").write_text(json.dumps(made, indent=2) + "\n")
 
 
+def rank_zero() -> bool:
+    """Whether this process is the first (or only) one: Lightning's DDP launcher sets LOCAL_RANK and
+    NODE_RANK in the processes it starts; only the first writes the run's files."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def resolve_class_weights(setting: Any, train_labels: Any, n_classes: int) -> list[float] | None:
+    """model.class_weights -> one plain float per class: "balanced" is n / (classes * count), as in
+    scikit-learn, from the training windows' labels."""
+    if setting in (None, "none"):
+        return None
+    if setting == "balanced":
+        import torch
+
+        counts = torch.bincount(train_labels, minlength=n_classes).double()
+        return (len(train_labels) / (n_classes * counts.clamp(min=1))).tolist()
+    if len(setting) != n_classes:
+        raise UserError(f"model.class_weights has {len(setting)} weights, the data has {n_classes} classes")
+    return [float(w) for w in setting]
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write `metrics.json`; returns its content."""
-    check_config(cfg)
+    config.check(cfg, multirun=in_multirun())
     run_dir = Path(cfg.run_dir)
-    if holds_run(run_dir):
+    if rank_zero() and holds_run(run_dir):
         raise UserError(
             f"{run_dir} already holds a run: runs are never written over; choose another directory"
         )
     import lightning as L
     import torch
 
+    from lstm_cls.fast_path import standard_path_reasons
+
     torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")
-    if cfg.model.loss == "bce" and len(dm.class_names) != 2:
-        raise UserError(f"model.loss=bce needs 2 classes, the data has {len(dm.class_names)}")
-    model = hydra.utils.instantiate(cfg.model, n_features=dm.n_features, n_classes=len(dm.class_names))
+    n_classes = len(dm.class_names)
+    if cfg.model.loss == "bce" and n_classes != 2:
+        raise UserError(f"model.loss=bce needs 2 classes, the data has {n_classes}")
+    train_labels = dm.sets["train"].labels()
+    weights = resolve_class_weights(cfg.model.get("class_weights"), train_labels, n_classes)
+    model = hydra.utils.instantiate(
+        cfg.model, n_features=dm.n_features, n_classes=n_classes, class_weights=weights, _convert_="all"
+    )
     model.data_info = dm.info()
     print(model.summary())
-    train_labels = dm.sets["train"].labels()
-    shares = torch.bincount(train_labels, minlength=len(dm.class_names)) / len(train_labels)
+    shares = torch.bincount(train_labels, minlength=n_classes) / len(train_labels)
     print(
         "classes (share of training windows):",
         ", ".join(f"{c} {s:.1%}" for c, s in zip(dm.class_names, shares.tolist(), strict=True)),
@@ -162,9 +145,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    reasons = standard_path_reasons(trainer_cfg, cfg.get("fast", True), callbacks)
+    if reasons:
+        # one batch per training_step, automatic optimization: every setting exactly as Lightning documents
+        dm.block = None
+        log.info("training path: Lightning's standard path (one batch per step), for %s", "; ".join(reasons))
+    else:
+        # Lightning raises for these under manual optimization: the block path clips at each step itself
+        model.clip = (trainer_cfg.pop("gradient_clip_val", None), trainer_cfg.pop("gradient_clip_algorithm", None))
+        model.automatic_optimization = False
+        log.info("training path: blocks of %d batches per training_step, one optimizer step per batch", dm.block)
+    trainer: L.Trainer = hydra.utils.instantiate(trainer_cfg, logger=loggers or False, callbacks=callbacks)
 
-    write_provenance(run_dir)
+    if trainer.is_global_zero:
+        write_provenance(run_dir)
     t0 = time.perf_counter()
     try:
         trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
@@ -181,17 +176,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False)
     best_epoch = torch.load(best, weights_only=True)["epoch"] + 1 if best else trainer.current_epoch
     em = model.epoch_metrics
+    train_m, val_m, test_m = em.get("train", {}), em.get("val", {}), em.get("test", {})
     metrics: dict[str, Any] = {
         "status": "completed",
-        **{k: em["train"][k] for k in ("train/loss", "train/acc")},
-        **{k: em["val"][k] for k in ("val/loss", "val/acc")},
+        **{k: train_m.get(k) for k in ("train/loss", "train/acc")},
+        **{k: val_m.get(k) for k in ("val/loss", "val/acc")},
         # the lowest validation loss (that of the best checkpoint): what a sweeper should minimise
-        "val/best_loss": float(watcher.best_model_score) if best else em["val"]["val/loss"],
-        **{f"test/{k}": em["test"][f"test/{k}"] for k in ("loss", "acc", "f1", "auroc")},
+        "val/best_loss": float(watcher.best_model_score) if best else val_m.get("val/loss"),
+        **{f"test/{k}": test_m.get(f"test/{k}") for k in ("loss", "acc", "f1", "auroc")},
         # the floor any model must beat: always predict the training majority class
         "test/majority_acc": float((dm.sets["test"].labels() == shares.argmax()).float().mean()),
         "best_epoch": best_epoch,
         "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "train_path": "standard" if reasons else "block",
         "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         **{f"windows/{s}": len(w) for s, w in dm.sets.items()},
         "fit_seconds": round(fit_seconds, 3),
@@ -203,10 +201,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "test_seconds": round(model.seconds["test"], 3),
         "startup_seconds": round(model.first_step_at - STARTED, 3) if model.first_step_at else None,
         "threads": torch.get_num_threads(),  # what this run trained with: one per job in a sweep
+        "world_size": trainer.world_size,
     }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    log_to_tensorboard(trainer, cfg, model, metrics)
-    log.info("metrics: %s", json.dumps(metrics))
+    if trainer.is_global_zero:  # under DDP, the metrics were reduced over every process already
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        log_to_tensorboard(trainer, cfg, model, metrics)
+        log.info("metrics: %s", json.dumps(metrics))
     return metrics
 
 
@@ -250,7 +250,7 @@ def log_to_tensorboard(trainer: L.Trainer, cfg: DictConfig, model: L.LightningMo
     writer = tb.experiment._get_file_writer()
     for summary in hparams(params, tags):
         writer.add_summary(summary)
-    fig, _ = model.confusion.plot(labels=model.data_info["class_names"])
+    fig, _ = model.confusion.plot(val=model.confusion_matrix, labels=model.data_info["class_names"])
     tb.experiment.add_figure("test/confusion_matrix", fig, global_step=int(metrics["best_epoch"]))
     tb.experiment.flush()
 
@@ -278,11 +278,10 @@ def refuse(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dic
             raise
         if not isinstance(e, UserError):
             raise
-        print(f"error: {e}", file=sys.stderr)
         # leave nothing that looks like a run: only Hydra's own files can be here yet
         if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
             shutil.rmtree(run_dir)
-        sys.exit(2)
+        fail(e)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -293,14 +292,10 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     # Hydra writes .hydra/ into the run directory before main() runs: refuse one holding a run first
-    for arg in sys.argv[1:]:
+    # (Lightning's DDP launcher restarts this command for the other processes, into the same directory)
+    for arg in sys.argv[1:] if rank_zero() else []:
         if arg.startswith("hydra.run.dir=") and holds_run(Path(arg.split("=", 1)[1])):
-            print(
-                f"error: {arg.split('=', 1)[1]} already holds a run: runs are never written over; "
-                "choose another hydra.run.dir",
-                file=sys.stderr,
-            )
-            sys.exit(2)
+            fail(f"{arg.split('=', 1)[1]} already holds a run: runs are never written over; choose another hydra.run.dir")
     main()
 
 

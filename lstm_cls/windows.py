@@ -78,6 +78,10 @@ class WindowSet(Dataset):
         # [batch, 1] + [timesteps] -> [batch, timesteps] step indices -> [batch, timesteps, features]
         return self.x[s[:, None] + self.offsets], self.y[s + self.label_offset]
 
+    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        # what a DataLoader's fetcher calls with a batch's indices: one gather instead of one per window
+        return self[idx]
+
     def labels(self) -> torch.Tensor:
         """The label of every window, in order: [windows]."""
         return self.y[self.starts + self.label_offset]
@@ -110,19 +114,35 @@ def _split(block: tuple[torch.Tensor, torch.Tensor], size: int) -> list[tuple[to
     return list(zip(block[0].split(size), block[1].split(size), strict=True))
 
 
+def _as_is(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch  # gathered whole by WindowSet.__getitems__: nothing left to collate
+
+
 def loader(
     ws: WindowSet, batch_size: int, shuffle: bool, num_workers: int = 0, block: int | None = None
 ) -> DataLoader:
     """Batches gathered in one indexing op each, instead of `batch_size` __getitem__ + collate calls.
 
-    With `block`, each item is a list of up to `block` consecutive batches of `batch_size` windows,
-    gathered at once: the same batches, in the same order, as without it.
+    Without `block`: the standard PyTorch form (a RandomSampler or SequentialSampler), so Lightning can
+    put in its DistributedSampler, switch shuffling off (overfit_batches) and count batches as it documents.
+    With `block`: each item is a list of up to `block` consecutive batches of `batch_size` windows,
+    gathered at once. Both give the same batches in the same order: BatchIndices draws its permutation
+    exactly as RandomSampler does.
     """
+    if block is None:
+        return DataLoader(
+            ws,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=_as_is,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+        )
     return DataLoader(
         ws,
-        batch_size=None,  # the sampler already yields whole batches of indices
-        sampler=BatchIndices(len(ws), batch_size * (block or 1), shuffle),
-        collate_fn=partial(_split, size=batch_size) if block else None,
+        batch_size=None,  # the sampler already yields whole blocks of indices
+        sampler=BatchIndices(len(ws), batch_size * block, shuffle),
+        collate_fn=partial(_split, size=batch_size),
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
     )

@@ -1,0 +1,153 @@
+"""The network as a plain `nn.Module`: LSTM -> last hidden state -> Linear -> ReLU -> Linear.
+
+No Lightning here: `predict` and `export` load it from a checkpoint without the ~4 s Lightning import.
+The LightningModule (`lstm_cls.model`) holds it as `net` and adds the loss, metrics and optimizer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# what turns the last layer's outputs into class scores: softmax (the reference), one sigmoid
+# output for a binary problem (loss=bce), or tanh units trained against -1/+1 targets (loss=mse)
+OUTPUTS = ("softmax", "sigmoid", "tanh")
+
+
+class LSTMBackbone(nn.Module):
+    """The reference network (Keras: LSTM(32) -> Dense(10, relu) -> Dense(2, softmax)).
+
+    `keras_parity`: one bias per gate (PyTorch's second bias frozen at zero) and Keras' initialisers.
+    """
+
+    def __init__(
+        self,
+        n_features: int = 13,
+        n_classes: int = 2,
+        hidden: int = 32,
+        head: int = 10,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        output: str = "softmax",
+        keras_parity: bool = False,
+    ) -> None:
+        super().__init__()
+        self.n_classes, self.output, self.bidirectional = n_classes, output, bidirectional
+        self.lstm = nn.LSTM(
+            n_features,
+            hidden,
+            num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,  # between LSTM layers only
+            bidirectional=bidirectional,
+        )
+        self.drop = nn.Dropout(dropout)
+        self.fc1 = nn.Linear(hidden * (2 if bidirectional else 1), head)
+        self.fc2 = nn.Linear(head, 1 if output == "sigmoid" else n_classes)
+        if keras_parity:
+            self.keras_init()
+
+    def keras_init(self) -> None:
+        """Keras LSTM defaults: glorot-uniform kernel, orthogonal recurrent kernel, zero bias with
+        forget-gate bias 1, and a single bias per gate. Dense: glorot-uniform kernel, zero bias."""
+        h = self.lstm.hidden_size
+        for name, p in self.lstm.named_parameters():
+            if name.startswith("weight_ih"):
+                nn.init.xavier_uniform_(p)  # same limit as Keras on the [in, 4h] kernel
+            elif name.startswith("weight_hh"):
+                nn.init.orthogonal_(p)
+            elif name.startswith("bias_ih"):
+                nn.init.zeros_(p)
+                with torch.no_grad():
+                    p[h : 2 * h] = 1.0  # gates are ordered i, f, g, o in both frameworks
+            elif name.startswith("bias_hh"):
+                nn.init.zeros_(p)
+                p.requires_grad_(False)  # Keras has one bias per gate: keep this one at zero
+        for fc in (self.fc1, self.fc2):
+            nn.init.xavier_uniform_(fc.weight)
+            nn.init.zeros_(fc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[batch, timesteps, features] -> logits [batch, classes] ([batch, 1] for a sigmoid output)."""
+        _, (h, _) = self.lstm(x)  # h: [layers * directions, batch, hidden]
+        if self.bidirectional:
+            last = torch.cat([h[-2], h[-1]], dim=1)  # [batch, 2 * hidden]
+        else:
+            last = h[-1]  # [batch, hidden]
+        return self.fc2(F.relu(self.fc1(self.drop(last))))  # [batch, head] -> [batch, classes]
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits -> class probabilities [batch, classes], whatever the output function."""
+        if self.output == "sigmoid":
+            p1 = torch.sigmoid(logits[:, 0])
+            return torch.stack([1 - p1, p1], dim=1)
+        if self.output == "tanh":
+            # tanh units in (-1, 1), trained against -1/+1: shifted to (0, 1) and normalised; the
+            # class is the arg-max either way
+            p = (torch.tanh(logits) + 1) / 2
+            return p / p.sum(1, keepdim=True).clamp(min=1e-12)
+        return torch.softmax(logits, dim=1)
+
+    def summary(self) -> str:
+        """Keras' model.summary() layout: layer, output shape, params; total, trainable, non-trainable."""
+        rows = [
+            (
+                f"lstm (LSTM{', bidirectional' if self.bidirectional else ''})",
+                f"(None, {self.fc1.in_features})",
+                self.lstm,
+            ),
+            ("dense (Linear, relu)", f"(None, {self.fc1.out_features})", self.fc1),
+            ("dense_1 (Linear)", f"(None, {self.fc2.out_features})", self.fc2),
+        ]
+        line = "_" * 66
+        out = [line, f"{'Layer (type)':<34}{'Output Shape':<20}{'Param #':>12}", "=" * 66]
+        for name, shape, mod in rows:
+            out.append(f"{name:<34}{shape:<20}{sum(p.numel() for p in mod.parameters()):>12,}")
+        total = sum(p.numel() for p in self.parameters())
+        trainable = count_trainable(self)
+        out += [
+            "=" * 66,
+            f"Total params: {total:,}",
+            f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}",
+            line,
+        ]
+        return "\n".join(out)
+
+
+def count_trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def backbone_kwargs(hparams: dict[str, Any]) -> dict[str, Any]:
+    """The LightningModule's hyperparameters -> this network's arguments (the loss picks the output)."""
+    keys = ("n_features", "n_classes", "hidden", "head", "num_layers", "dropout", "bidirectional")
+    out = {k: hparams[k] for k in keys if k in hparams}
+    output = hparams.get("output", "softmax")
+    out["output"] = "sigmoid" if hparams.get("loss") == "bce" else output
+    out["keras_parity"] = hparams.get("keras_parity", False)
+    return out
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's plain data (`weights_only=True`: no code runs while loading)."""
+    from lstm_cls import UserError
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"ckpt_path: no such file: {p}")
+    return torch.load(p, map_location="cpu", weights_only=True)
+
+
+def load_backbone(path: str | Path) -> tuple[LSTMBackbone, dict[str, Any]]:
+    """The trained network in eval mode, and the checkpoint's `data_info`, without Lightning."""
+    ckpt = read_checkpoint(path)
+    net = LSTMBackbone(**backbone_kwargs(ckpt["hyper_parameters"]))
+    # the LightningModule holds the network as `net`: its keys are "net.<name>"
+    net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
+    return net.eval(), ckpt.get("data_info", {})

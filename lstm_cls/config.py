@@ -1,0 +1,167 @@
+"""Settings checks, in one place, before anything heavy is imported (this module imports no torch).
+
+Every entry point calls `check(cfg)` on its composed config: a bad value is one `UserError` naming the
+key, the value and what is allowed, which the entry point turns into an `error:` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lstm_cls import UserError
+
+NAN_RULES = ("ffill", "drop", "error")
+LOSSES = ("ce", "bce", "mse")
+OUTPUTS = ("softmax", "tanh")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "cosine", "step", "plateau")
+CLIP_ALGORITHMS = (None, "norm", "value")
+# Lightning's precision names (lightning.fabric.connector._PRECISION_INPUT), and their short forms
+PRECISIONS = (None, 16, 32, 64, "16", "32", "64", "bf16", "16-mixed", "bf16-mixed", "32-true", "64-true")
+PRECISIONS += ("16-true", "bf16-true", "transformer-engine", "transformer-engine-float16")
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _batches(v: Any) -> bool:
+    """Lightning's limit_*_batches / overfit_batches: an int counts batches, a float is a fraction."""
+    return v is None or (_int(v) and v >= 0) or (isinstance(v, float) and 0.0 <= v <= 1.0)
+
+
+def _problems_model(m: Mapping[str, Any], problems: list[str]) -> None:
+    for key in ("hidden", "head", "num_layers", "step_size", "patience"):
+        if key in m and not (_int(m[key]) and m[key] > 0):
+            problems.append(f"model.{key} must be a positive integer (got {m[key]!r})")
+    if not (_number(m.dropout) and 0 <= m.dropout < 1):
+        problems.append(f"model.dropout must be in [0, 1) (got {m.dropout!r})")
+    if not (_number(m.lr) and m.lr > 0):
+        problems.append(f"model.lr must be a number > 0 (got {m.lr!r})")
+    for key in ("weight_decay", "momentum"):
+        if not (_number(m.get(key, 0)) and m.get(key, 0) >= 0):
+            problems.append(f"model.{key} must be a number >= 0 (got {m[key]!r})")
+    if not (_number(m.get("gamma", 0.1)) and 0 < m.get("gamma", 0.1) < 1):
+        problems.append(f"model.gamma must be in (0, 1) (got {m['gamma']!r})")
+    for key in ("bidirectional", "keras_parity"):
+        if not isinstance(m.get(key, False), bool):
+            problems.append(f"model.{key} must be true or false (got {m[key]!r})")
+    for key, allowed in (
+        ("loss", LOSSES),
+        ("output", OUTPUTS),
+        ("optimizer", OPTIMIZERS),
+        ("scheduler", SCHEDULERS),
+    ):
+        if key in m and m[key] not in allowed:
+            problems.append(f"model.{key} must be one of {', '.join(allowed)} (got {m[key]!r})")
+    if m.get("output") == "tanh" and m.loss != "mse":
+        problems.append(f"model.output=tanh needs model.loss=mse (-1/+1 targets), got model.loss={m.loss}")
+    if m.get("momentum", 0) and m.get("optimizer") != "sgd":
+        problems.append("model.momentum is for model.optimizer=sgd (Adam and AdamW have their own betas)")
+    w = m.get("class_weights")
+    if not (
+        w in (None, "none", "balanced")
+        or (isinstance(w, (list, tuple)) and w and all(_number(x) and x > 0 for x in w))
+    ):
+        problems.append(f"model.class_weights must be none, balanced or a list of numbers > 0 (got {w!r})")
+
+
+def _problems_trainer(t: Mapping[str, Any], problems: list[str], multirun: bool) -> None:
+    max_steps = t.get("max_steps", -1)
+    if not (_int(max_steps) and (max_steps == -1 or max_steps > 0)):
+        problems.append(f"trainer.max_steps must be -1 (no limit) or a positive integer (got {max_steps!r})")
+    epochs = t.get("max_epochs")
+    if not ((_int(epochs) and epochs > 0) or (epochs in (None, -1) and _int(max_steps) and max_steps > 0)):
+        problems.append(
+            f"trainer.max_epochs must be a positive integer, or -1 with trainer.max_steps set (got {epochs!r})"
+        )
+    v = t.get("min_epochs")
+    if v is not None and not (_int(v) and v >= 0):
+        problems.append(f"trainer.min_epochs must be an integer >= 0 or null (got {v!r})")
+    v = t.get("check_val_every_n_epoch")
+    if v is not None and not (_int(v) and v >= 1):
+        problems.append(f"trainer.check_val_every_n_epoch must be a positive integer or null (got {v!r})")
+    v = t.get("accumulate_grad_batches", 1)
+    if not (_int(v) and v >= 1):
+        problems.append(f"trainer.accumulate_grad_batches must be an integer >= 1 (got {v!r})")
+    clip = t.get("gradient_clip_val")
+    if clip is not None and not (_number(clip) and clip >= 0):
+        problems.append(f"trainer.gradient_clip_val must be a number >= 0 or null (got {clip!r})")
+    if t.get("gradient_clip_algorithm") not in CLIP_ALGORITHMS:
+        problems.append(
+            f"trainer.gradient_clip_algorithm must be norm or value (got {t['gradient_clip_algorithm']!r})"
+        )
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches"):
+        if not _batches(t.get(key)):
+            problems.append(
+                f"trainer.{key} must be an integer >= 0 (batches) or a float in [0, 1] (a fraction) "
+                f"(got {t[key]!r})"
+            )
+    v = t.get("val_check_interval")
+    if not (v is None or (_int(v) and v > 0) or (isinstance(v, float) and 0 < v <= 1)):
+        problems.append(
+            f"trainer.val_check_interval must be an integer > 0 (batches) or a float in (0, 1] (got {v!r})"
+        )
+    v = t.get("fast_dev_run", False)
+    if not (isinstance(v, bool) or (_int(v) and v >= 0)):
+        problems.append(f"trainer.fast_dev_run must be true, false or a number of batches (got {v!r})")
+    if t.get("precision") not in PRECISIONS:
+        allowed = ", ".join(str(p) for p in PRECISIONS if isinstance(p, str) and "-" in p)
+        problems.append(f"trainer.precision must be one of {allowed} (got {t['precision']!r})")
+    devices = t.get("devices", 1)
+    if not (devices == "auto" or (_int(devices) and devices >= 1) or devices == -1 or isinstance(devices, list)):
+        problems.append(f"trainer.devices must be a positive integer, -1, auto or a list (got {devices!r})")
+    several = "ddp" in str(t.get("strategy", "auto")) or devices not in (1, "1", "auto")
+    if multirun and several:
+        problems.append("Lightning's DDP is not started inside a Hydra multirun: use trainer.devices=1")
+
+
+def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
+    """Reject out-of-range settings of a composed `train` config before any data is read."""
+    d, m = cfg["data"], cfg["model"]
+    problems: list[str] = []
+    for key, value in [
+        ("data.batch_size", d.batch_size),
+        ("data.window", d.window),
+        ("data.stride", d.stride),
+        ("data.block", d.get("block", 1)),
+        ("data.eval_batch_size", d.get("eval_batch_size", 1)),
+        ("threads", cfg["threads"]),
+    ]:
+        if not (_int(value) and value > 0):
+            problems.append(f"{key} must be a positive integer (got {value!r})")
+    if not (_int(d.get("num_workers", 0)) and d.get("num_workers", 0) >= 0):
+        problems.append(f"data.num_workers must be an integer >= 0 (got {d.num_workers!r})")
+    if not (_int(d.horizon) and d.horizon >= 0):
+        problems.append(f"data.horizon must be an integer >= 0 (got {d.horizon!r})")
+    fractions_ok = True
+    for key in ("val_fraction", "test_fraction"):
+        if not (_number(d[key]) and 0 < d[key] < 1):
+            problems.append(f"data.{key} must be in (0, 1) (got {d[key]!r})")
+            fractions_ok = False
+    if fractions_ok and d.val_fraction + d.test_fraction >= 1:
+        problems.append("data.val_fraction + data.test_fraction must leave steps for training")
+    if "nan" in d and d.nan not in NAN_RULES:
+        problems.append(f"data.nan must be one of {', '.join(NAN_RULES)} (got {d.nan!r})")
+    if not (_int(cfg.get("seed", 0)) and 0 <= cfg.get("seed", 0) < 2**32):
+        problems.append(f"seed must be an integer in [0, 2**32) (got {cfg['seed']!r})")
+    if not isinstance(cfg.get("fast", True), bool):
+        problems.append(f"fast must be true or false (got {cfg['fast']!r})")
+    _problems_model(m, problems)
+    _problems_trainer(cfg["trainer"], problems, multirun)
+    if problems:
+        raise UserError("; ".join(problems))
+    if "path" in d:  # a table source: its files must exist before anything is built
+        if not d.path:
+            raise UserError(f"data.path is not set: {d.get('hint') or 'pass data.path=FILE'}")
+        if not d.get("target"):
+            raise UserError("data.target is not set: pass data.target=COLUMN, the label column")
+        for key in ("path", "val_path", "test_path"):
+            if d.get(key) and not Path(d[key]).is_file():
+                raise UserError(f"data.{key}: no such file: {d[key]}")
