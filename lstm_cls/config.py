@@ -79,7 +79,8 @@ def _problems_trainer(t: Mapping[str, Any], problems: list[str], multirun: bool)
     epochs = t.get("max_epochs")
     if not ((_int(epochs) and epochs > 0) or (epochs in (None, -1) and _int(max_steps) and max_steps > 0)):
         problems.append(
-            f"trainer.max_epochs must be a positive integer, or -1 with trainer.max_steps set (got {epochs!r})"
+            "trainer.max_epochs must be a positive integer, or -1 with trainer.max_steps set "
+            f"(got {epochs!r})"
         )
     v = t.get("min_epochs")
     if v is not None and not (_int(v) and v >= 0):
@@ -115,7 +116,9 @@ def _problems_trainer(t: Mapping[str, Any], problems: list[str], multirun: bool)
         allowed = ", ".join(str(p) for p in PRECISIONS if isinstance(p, str) and "-" in p)
         problems.append(f"trainer.precision must be one of {allowed} (got {t['precision']!r})")
     devices = t.get("devices", 1)
-    if not (devices == "auto" or (_int(devices) and devices >= 1) or devices == -1 or isinstance(devices, list)):
+    if not (
+        devices == "auto" or (_int(devices) and devices >= 1) or devices == -1 or isinstance(devices, list)
+    ):
         problems.append(f"trainer.devices must be a positive integer, -1, auto or a list (got {devices!r})")
     several = "ddp" in str(t.get("strategy", "auto")) or devices not in (1, "1", "auto")
     if multirun and several:

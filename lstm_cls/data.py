@@ -46,7 +46,7 @@ class WindowDataModule(L.LightningDataModule):
         test_fraction: float = 0.175,
         batch_size: int = 32,
         num_workers: int = 0,
-        block: int | None = 64,
+        block: int = 64,
         eval_batch_size: int = 1024,
         stats: dict[str, list[float]] | None = None,
     ) -> None:
@@ -128,9 +128,11 @@ class WindowDataModule(L.LightningDataModule):
         return self.sets
 
     def train_dataloader(self) -> DataLoader:
-        # blocks of `block` batches: the model takes that many optimizer steps per Lightning call;
-        # block None (Lightning's standard path, set by train.py): one batch per call
-        return loader(self._on_device()["train"], self.batch_size, True, self.num_workers, block=self.block)
+        # blocks of `block` batches when the model trains in blocks (manual optimization: it takes one
+        # optimizer step per batch); one batch per Lightning call on Lightning's standard path
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        block = self.block if model is not None and not model.automatic_optimization else None
+        return loader(self._on_device()["train"], self.batch_size, True, self.num_workers, block=block)
 
     def val_dataloader(self) -> DataLoader:
         # no gradients: large batches

@@ -58,7 +58,9 @@ def standard_path_reasons(trainer: Mapping[str, Any], fast: bool, callbacks: lis
     if str(t.get("strategy", "auto")) not in ("auto", "single_device"):
         reasons.append(f"trainer.strategy={t['strategy']}")
     devices = t.get("devices", "auto")
-    if not (_is_default(devices, 1, "1", "auto") or (isinstance(devices, (list, tuple)) and len(devices) == 1)):
+    if not (
+        _is_default(devices, 1, "1", "auto") or (isinstance(devices, (list, tuple)) and len(devices) == 1)
+    ):
         reasons.append(f"trainer.devices={devices}")
     for cb in callbacks:
         if isinstance(cb, StochasticWeightAveraging):

@@ -282,7 +282,7 @@ class LSTMClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.seconds["test"] += time.perf_counter() - self._eval_started
         self._log(self._epoch_metrics("test"))
-        # computed on every process (under DDP compute() gathers from all of them): rows true, columns predicted
+        # computed on every process (under DDP, compute() gathers from all): rows true, columns predicted
         self.confusion_matrix = self.confusion.compute()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -149,13 +149,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     reasons = standard_path_reasons(trainer_cfg, cfg.get("fast", True), callbacks)
     if reasons:
         # one batch per training_step, automatic optimization: every setting exactly as Lightning documents
-        dm.block = None
         log.info("training path: Lightning's standard path (one batch per step), for %s", "; ".join(reasons))
     else:
         # Lightning raises for these under manual optimization: the block path clips at each step itself
-        model.clip = (trainer_cfg.pop("gradient_clip_val", None), trainer_cfg.pop("gradient_clip_algorithm", None))
+        model.clip = (
+            trainer_cfg.pop("gradient_clip_val", None),
+            trainer_cfg.pop("gradient_clip_algorithm", None),
+        )
         model.automatic_optimization = False
-        log.info("training path: blocks of %d batches per training_step, one optimizer step per batch", dm.block)
+        log.info(
+            "training path: blocks of %d batches per training_step, one optimizer step per batch", dm.block
+        )
     trainer: L.Trainer = hydra.utils.instantiate(trainer_cfg, logger=loggers or False, callbacks=callbacks)
 
     if trainer.is_global_zero:
@@ -295,7 +299,10 @@ def cli() -> None:
     # (Lightning's DDP launcher restarts this command for the other processes, into the same directory)
     for arg in sys.argv[1:] if rank_zero() else []:
         if arg.startswith("hydra.run.dir=") and holds_run(Path(arg.split("=", 1)[1])):
-            fail(f"{arg.split('=', 1)[1]} already holds a run: runs are never written over; choose another hydra.run.dir")
+            fail(
+                f"{arg.split('=', 1)[1]} already holds a run: runs are never written over; "
+                "choose another hydra.run.dir"
+            )
     main()
 
 

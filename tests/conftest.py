@@ -24,19 +24,26 @@ TINY = [
 ]
 
 
+def compose_cfg(
+    *overrides: str, conf: Path = CONF, name: str = "train", hydra_config: bool = False
+) -> DictConfig:
+    """Compose a config of `conf` (or of an edited copy) with overrides, as Hydra's CLI would."""
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        return compose(name, overrides=list(overrides), return_hydra_config=hydra_config)
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose conf/train.yaml with overrides, its run directory in tmp_path."""
 
     def _make(*overrides: str, run_dir: Path | None = None) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose("train", overrides=[f"run_dir={run_dir or tmp_path / 'run'}", *overrides])
+        return compose_cfg(f"run_dir={run_dir or tmp_path / 'run'}", *overrides)
 
     return _make
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, module: str = "lstm_cls.train"
+    *args: str, cwd: Path | None = None, module: str = "lstm_cls.train", timeout: float = 300
 ) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
@@ -45,5 +52,5 @@ def run_cli(
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_cls.model import load_checkpoint
+from lstm_cls.model import LSTMClassifier
 from lstm_cls.train import train
 
 from .conftest import run_cli
@@ -35,28 +35,22 @@ def table(n: int, seed: int) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    from hydra import compose, initialize_config_dir
-
-    from .conftest import CONF
+    from .conftest import compose_cfg
 
     tmp = tmp_path_factory.mktemp("trained")
     table(150, 0).to_csv(tmp / "train.csv", index=False)
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"run_dir={tmp / 'run'}",
-                "data=csv",
-                f"data.path={tmp / 'train.csv'}",
-                "data.target=rain",
-                "data.time=day",
-                "data.group=site",
-                "data.window=5",
-                "model.hidden=8",
-                "trainer.max_epochs=3",
-                "callbacks.progress_bar.refresh_rate=0",
-            ],
-        )
+    cfg = compose_cfg(
+        f"run_dir={tmp / 'run'}",
+        "data=csv",
+        f"data.path={tmp / 'train.csv'}",
+        "data.target=rain",
+        "data.time=day",
+        "data.group=site",
+        "data.window=5",
+        "model.hidden=8",
+        "trainer.max_epochs=3",
+        "callbacks.progress_bar.refresh_rate=0",
+    )
     train(cfg)
     return tmp
 
@@ -76,7 +70,7 @@ def test_predict_a_file_of_another_length(trained, tmp_path):
     assert len(p) == 2 * (40 - 5 + 1)  # every window of each site, none across sites
     assert set(p.predicted) <= {"No", "Yes"} and np.allclose(p.p_No + p.p_Yes, 1, atol=1e-6)
     # one row by hand: the south site's window ending on its 10th day, normalised with the checkpoint's stats
-    model = load_checkpoint(trained / "run/checkpoints/best.ckpt")
+    model = LSTMClassifier.from_checkpoint(trained / "run/checkpoints/best.ckpt")
     info = model.data_info
     south = (
         new[new.site == "south"].assign(day=lambda d: pd.to_datetime(d.day, dayfirst=True)).sort_values("day")
@@ -138,7 +132,7 @@ def test_export_matches_pytorch_on_the_test_windows(trained, tmp_path, fmt):
     assert r.returncode == 0, r.stderr[-2000:]
     from lstm_cls.data import CsvDataModule
 
-    model = load_checkpoint(ckpt)
+    model = LSTMClassifier.from_checkpoint(ckpt)
     info = model.data_info
     dm = CsvDataModule(
         path=str(trained / "train.csv"),

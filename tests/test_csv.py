@@ -102,7 +102,7 @@ def test_three_integer_classes_train_end_to_end(tmp_path, make_cfg):
     metrics = train(cfg)
     ckpt = torch.load(Path(cfg.run_dir) / "checkpoints" / "best.ckpt", weights_only=True)
     assert ckpt["data_info"]["class_names"] == ["0", "10", "20"]
-    assert ckpt["state_dict"]["fc2.weight"].shape == (3, 10)
+    assert ckpt["state_dict"]["net.fc2.weight"].shape == (3, 10)
     assert metrics["test/majority_acc"] == pytest.approx(1 / 3, abs=0.1)
 
 

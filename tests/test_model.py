@@ -2,8 +2,9 @@ import lightning as L
 import pytest
 import torch
 
+from lstm_cls.backbone import count_trainable
 from lstm_cls.data import SyntheticDataModule
-from lstm_cls.model import LSTMClassifier, count_trainable
+from lstm_cls.model import LSTMClassifier
 
 
 @pytest.mark.parametrize(
@@ -43,27 +44,27 @@ def test_keras_parity_forward_matches_a_hand_written_one_bias_lstm():
     torch.manual_seed(0)
     m = LSTMClassifier(keras_parity=True).eval()
     with torch.no_grad():
-        m.lstm.bias_ih_l0.normal_()  # a non-trivial bias, still the only one
+        m.net.lstm.bias_ih_l0.normal_()  # a non-trivial bias, still the only one
     x = torch.randn(5, 7, 13)
-    h = keras_lstm(x, m.lstm.weight_ih_l0, m.lstm.weight_hh_l0, m.lstm.bias_ih_l0)
-    expected = m.fc2(torch.relu(m.fc1(h)))
+    h = keras_lstm(x, m.net.lstm.weight_ih_l0, m.net.lstm.weight_hh_l0, m.net.lstm.bias_ih_l0)
+    expected = m.net.fc2(torch.relu(m.net.fc1(h)))
     torch.testing.assert_close(m(x), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_keras_parity_initialisers_and_frozen_second_bias():
     torch.manual_seed(0)
     m = LSTMClassifier(keras_parity=True)
-    b = m.lstm.bias_ih_l0.detach()
+    b = m.net.lstm.bias_ih_l0.detach()
     assert b[32:64].eq(1).all() and b[:32].eq(0).all() and b[64:].eq(0).all()  # forget gate bias 1
-    w_hh = m.lstm.weight_hh_l0.detach()  # [4h, h]: orthonormal columns, as Keras' [h, 4h] has rows
+    w_hh = m.net.lstm.weight_hh_l0.detach()  # [4h, h]: orthonormal columns, as Keras' [h, 4h] has rows
     torch.testing.assert_close(w_hh.T @ w_hh, torch.eye(32), atol=1e-5, rtol=0)
     limit = (6 / (13 + 4 * 32)) ** 0.5  # glorot-uniform on Keras' [13, 128] kernel
-    assert m.lstm.weight_ih_l0.abs().max() <= limit
+    assert m.net.lstm.weight_ih_l0.abs().max() <= limit
     opt = m.configure_optimizers()
     loss = m.loss_fn(m(torch.randn(4, 5, 13)), torch.tensor([0, 1, 0, 1]))
     loss.backward()
     opt.step()
-    assert m.lstm.bias_hh_l0.eq(0).all() and not m.lstm.bias_hh_l0.requires_grad
+    assert m.net.lstm.bias_hh_l0.eq(0).all() and not m.net.lstm.bias_hh_l0.requires_grad
 
 
 def test_optimizer_is_adam_with_the_configured_lr_and_matches_torch_reference_adam():

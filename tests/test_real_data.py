@@ -20,13 +20,11 @@ WEATHER = ["data=weather_aus", "callbacks.progress_bar.refresh_rate=0"]
 
 
 def weather(path: Path, **kw) -> CsvDataModule:
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from .conftest import CONF
+    from .conftest import compose_cfg
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["data=weather_aus", f"data.path={path}", "run_dir=."])
+    cfg = compose_cfg("data=weather_aus", f"data.path={path}", "run_dir=.")
     dm = instantiate(cfg.data, **kw)
     dm.setup("fit")
     return dm

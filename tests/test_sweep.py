@@ -117,12 +117,9 @@ def test_report_on_a_running_sweep_a_single_run_and_an_empty_folder(joblib_sweep
 
 
 def test_overfitting_experiment_holds_the_grid(make_cfg):
-    from hydra import compose, initialize_config_dir
+    from .conftest import compose_cfg
 
-    from .conftest import CONF
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=overfitting", "run_dir=."], return_hydra_config=True)
+    cfg = compose_cfg("experiment=overfitting", "run_dir=.", hydra_config=True)
     assert dict(cfg.hydra.sweeper.params) == {
         "model.hidden": "8,32,128",
         "data.batch_size": "16,32,128",
@@ -152,6 +149,6 @@ def test_submitit_local_launcher_runs_a_job(tmp_path):
 
 def test_ddp_is_refused_inside_a_multirun(tmp_path):
     sweep = tmp_path / "ddp"
-    r = run_cli("-m", *TINY, "+trainer.strategy=ddp", f"hydra.sweep.dir={sweep}")
+    r = run_cli("-m", *TINY, "trainer.strategy=ddp", f"hydra.sweep.dir={sweep}")
     assert r.returncode != 0
     assert "DDP is not started inside a Hydra multirun" in (sweep / "0" / "error.txt").read_text()

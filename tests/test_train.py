@@ -7,8 +7,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lstm_cls import UserError
-from lstm_cls.train import check_config, train
+from lstm_cls import UserError, config
+from lstm_cls.train import train
 
 from .conftest import CONF, TINY, run_cli
 
@@ -35,6 +35,9 @@ METRIC_KEYS = {
     "train_seconds",
     "test_seconds",
     "startup_seconds",
+    "global_step",
+    "train_path",
+    "world_size",
 }
 
 
@@ -69,7 +72,7 @@ def test_default_is_the_reference_recipe(make_cfg):
 )
 def test_out_of_range_settings_are_rejected(make_cfg, override, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        check_config(make_cfg(override))
+        config.check(make_cfg(override))
 
 
 def test_train_writes_metrics_checkpoints_and_tensorboard(make_cfg, tmp_path):

@@ -86,7 +86,7 @@ def test_datamodule_stores_the_series_once_and_batches_are_views_of_it():
     dm.setup("fit")
     ptrs = {ws.x.data_ptr() for ws in dm.sets.values()}
     assert ptrs == {dm.series.x.data_ptr()}  # one series shared by all splits, never copied per window
-    x, y = next(iter(dm.train_dataloader()))[0]  # a block of batches; its first batch
+    x, y = next(iter(dm.train_dataloader()))  # no trainer: one batch per item (the standard path)
     assert x.shape == (7, 12, 13) and y.shape == (7,) and x.dtype == torch.float32
     n = sum(len(xb) for xb, _ in loader(dm.sets["val"], 7, shuffle=False))
     assert n == len(dm.sets["val"])
