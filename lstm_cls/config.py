@@ -37,9 +37,11 @@ def _batches(v: Any) -> bool:
 
 
 def _problems_model(m: Mapping[str, Any], problems: list[str]) -> None:
-    for key in ("hidden", "head", "num_layers", "step_size", "patience"):
+    for key in ("hidden", "head", "num_layers", "step_size"):
         if key in m and not (_int(m[key]) and m[key] > 0):
             problems.append(f"model.{key} must be a positive integer (got {m[key]!r})")
+    if not (_int(m.get("patience", 0)) and m.get("patience", 0) >= 0):
+        problems.append(f"model.patience must be an integer >= 0 (got {m['patience']!r})")
     if not (_number(m.dropout) and 0 <= m.dropout < 1):
         problems.append(f"model.dropout must be in [0, 1) (got {m.dropout!r})")
     if not (_number(m.lr) and m.lr > 0):

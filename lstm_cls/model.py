@@ -151,6 +151,8 @@ class LSTMClassifier(L.LightningModule):
             self._stop_if_not_finite(loss.detach()[None], 1)
             return loss
         self._block_step(batch)
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            self._step_scheduler(plateau=False)  # where Lightning steps it: after the epoch's last batch
         return None
 
     def _block_step(self, batches: list[Batch]) -> None:
@@ -252,8 +254,7 @@ class LSTMClassifier(L.LightningModule):
         if self.losses["train_"].update_count == 0:
             # resuming from a checkpoint saved at this epoch's validation: its training was logged then
             return
-        train = self._epoch_metrics("train")
-        train["lr"] = self.optimizers().param_groups[0]["lr"]  # this epoch's, before the scheduler steps
+        train = {**self._epoch_metrics("train"), "lr": self.epoch_lr}
         gaps = {}
         val = self.epoch_metrics.get("val")
         if val is not None and self.val_epoch == self.current_epoch:
@@ -264,20 +265,22 @@ class LSTMClassifier(L.LightningModule):
             self.epoch_metrics["gap"] = gaps
         self._log({**train, **gaps}, prog_bar=True)
         if not self.automatic_optimization:
-            self._step_scheduler()
+            self._step_scheduler(plateau=True)
 
-    def _step_scheduler(self) -> None:
-        """The block path steps the scheduler itself, once per epoch, as Lightning's automatic path does:
-        after on_train_epoch_end; a plateau scheduler on the latest `val/loss` (none yet: no step)."""
+    def on_train_epoch_start(self) -> None:
+        self.epoch_lr = self.optimizers().param_groups[0]["lr"]  # the rate this epoch trains with
+
+    def _step_scheduler(self, plateau: bool) -> None:
+        """The block path steps the scheduler itself, once per epoch, where Lightning's automatic path
+        does: after the epoch's last batch, or for a plateau scheduler after on_train_epoch_end, on the
+        latest `val/loss` (none yet: no step)."""
         sch = self.lr_schedulers()
-        if sch is None:
+        if sch is None or isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau) != plateau:
             return
-        if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            val_loss = self.trainer.callback_metrics.get("val/loss")
-            if val_loss is not None:
-                sch.step(float(val_loss))
-        else:
+        if not plateau:
             sch.step()
+        elif (val_loss := self.trainer.callback_metrics.get("val/loss")) is not None:
+            sch.step(float(val_loss))
 
     def on_test_epoch_end(self) -> None:
         self.seconds["test"] += time.perf_counter() - self._eval_started

@@ -262,9 +262,10 @@ def test_optimizer_choice_and_weight_decay(name, kind, extra):
 
 def test_weight_decay_shrinks_the_weights(make_cfg, tmp_path):
     _, plain = fit(make_cfg, tmp_path, "plain", "model.optimizer=adamw")
-    _, decayed = fit(make_cfg, tmp_path, "decayed", "model.optimizer=adamw", "model.weight_decay=5.0")
+    _, decayed = fit(make_cfg, tmp_path, "decayed", "model.optimizer=adamw", "model.weight_decay=10.0")
     norm = lambda c: sum(float(v.norm()) for k, v in c["state_dict"].items() if "weight" in k)  # noqa: E731
-    assert norm(decayed) < 0.8 * norm(plain)
+    # AdamW: each of the 26 steps multiplies the weights by 1 - lr * decay = 0.99 (0.77 in all)
+    assert norm(decayed) < 0.85 * norm(plain)
 
 
 def test_balanced_class_weights_are_inverse_training_frequency_and_weight_the_loss():
