@@ -62,9 +62,13 @@ class LSTMClassifier(L.LightningModule):
         step_size: int = 30,
         gamma: float = 0.1,
         patience: int = 10,
-        class_weights: list[float] | None = None,
+        class_weights: list[float] | str | None = None,
     ) -> None:
         super().__init__()
+        if class_weights == "balanced":
+            raise UserError("class_weights=balanced needs the training labels: train.py turns it into a list")
+        if class_weights == "none":  # the config's word for None
+            class_weights = None
         # logger=False: hparams go to TensorBoard once, at the end, with the final metrics
         self.save_hyperparameters(logger=False)
         self.net = LSTMBackbone(**backbone_kwargs(dict(self.hparams)))

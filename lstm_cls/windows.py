@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 SPLITS = ("train", "val", "test")
 
@@ -109,6 +109,21 @@ class BatchIndices(Sampler[torch.Tensor]):
             yield from torch.arange(self.n).split(self.size)
 
 
+class LeanRandomSampler(RandomSampler):
+    """RandomSampler's permutation, drawn exactly as RandomSampler draws it, handed out in chunks instead
+    of as one Python list (7M windows would be ~250 MB of ints). Still a RandomSampler, so Lightning
+    swaps in its DistributedSampler (DDP) or a SequentialSampler (overfit_batches) as it documents."""
+
+    def __iter__(self) -> Iterator[int]:
+        if self.replacement or self.num_samples != len(self.data_source) or self.generator is not None:
+            yield from super().__iter__()
+            return
+        g = torch.Generator()
+        g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+        for chunk in torch.randperm(len(self.data_source), generator=g).split(1 << 16):
+            yield from chunk.tolist()
+
+
 def _split(block: tuple[torch.Tensor, torch.Tensor], size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """A gathered block -> its batches of `size` windows (views, no copy)."""
     return list(zip(block[0].split(size), block[1].split(size), strict=True))
@@ -133,7 +148,7 @@ def loader(
         return DataLoader(
             ws,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=LeanRandomSampler(ws) if shuffle else None,  # None: a SequentialSampler
             collate_fn=_as_is,
             num_workers=num_workers,
             persistent_workers=num_workers > 0,

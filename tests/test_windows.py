@@ -161,8 +161,14 @@ def test_batch_indices_follow_random_samplers_order():
 
     from lstm_cls.windows import BatchIndices
 
+    from lstm_cls.windows import LeanRandomSampler
+
     torch.manual_seed(5)
     ours = torch.cat(list(BatchIndices(1000, 64, shuffle=True)))
     torch.manual_seed(5)
     assert ours.tolist() == list(RandomSampler(range(1000)))
+    torch.manual_seed(5)
+    lean = list(LeanRandomSampler(range(100_000)))  # the standard path's sampler, in chunks of 65,536
+    torch.manual_seed(5)
+    assert lean == list(RandomSampler(range(100_000))) and isinstance(lean[0], int)
     assert [len(b) for b in BatchIndices(100, 32, shuffle=False)] == [32, 32, 32, 4]
