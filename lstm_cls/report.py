@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import OmegaConf
 
 from lstm_cls import UserError
+from lstm_cls.cli import fail
 
 # always shown, under short names; other swept keys are added under their full name
 KNOWN = {
@@ -276,8 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         jobs = report(args.sweep_dir)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        fail(e)
     print(f"{len(jobs)} jobs: {jobs.status.value_counts().to_dict()}")
     print(f"wrote {args.sweep_dir}/summary.csv, summary.md, learning_curves.png, gap.png, test_acc.png")
 

@@ -8,6 +8,9 @@ import inspect
 import json
 import math
 import shutil
+import subprocess
+import sys
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
@@ -375,6 +378,7 @@ def test_window_and_loader_keys_are_written_once():
 def test_path_choice_reads_lightnings_callbacks():
     # the block path reads ModelCheckpoint's step interval (a private attribute): this fails if it moves
     assert standard_path_reasons({}, True, [ModelCheckpoint(every_n_train_steps=5)])
+    assert standard_path_reasons({}, True, [ModelCheckpoint(train_time_interval=timedelta(minutes=5))])
     assert not standard_path_reasons({}, True, [ModelCheckpoint(monitor="val/loss")])
     assert standard_path_reasons({"limit_train_batches": 1}, True, [])  # an int: one batch
     assert not standard_path_reasons({"limit_train_batches": 1.0}, True, [])  # a float: all of them
@@ -418,3 +422,9 @@ def test_ddp_on_two_cpu_processes_trains_to_the_end(tmp_path):
     # rank 0 alone writes the run's files: one TensorBoard writer set, one provenance, one metrics.json
     assert len(list(run.glob("metrics*.json"))) == 1 and (run / "provenance.json").is_file()
     assert (run / "train_ddp_process_1.log").is_file()  # the second process ran, into the same folder
+
+
+def test_the_config_checks_import_no_torch():
+    # they run before the ~4 s of torch and Lightning imports: a bad setting is refused at once
+    code = "import sys, lstm_cls.config, lstm_cls.cli; assert not {'torch', 'lightning'} & set(sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

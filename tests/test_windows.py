@@ -159,9 +159,7 @@ def test_batch_indices_follow_random_samplers_order():
     """Index tensors instead of a Python list, the same permutation for the same seed."""
     from torch.utils.data import RandomSampler
 
-    from lstm_cls.windows import BatchIndices
-
-    from lstm_cls.windows import LeanRandomSampler
+    from lstm_cls.windows import BatchIndices, LeanRandomSampler
 
     torch.manual_seed(5)
     ours = torch.cat(list(BatchIndices(1000, 64, shuffle=True)))
