@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lstm_cls.checkpoints import load
+
 # what turns the last layer's outputs into class scores: softmax (the reference), one sigmoid
 # output for a binary problem (loss=bce), or tanh units trained against -1/+1 targets (loss=mse)
 OUTPUTS = ("softmax", "sigmoid", "tanh")
@@ -134,19 +136,9 @@ def backbone_kwargs(hparams: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint's plain data (`weights_only=True`: no code runs while loading)."""
-    from lstm_cls import UserError
-
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"ckpt_path: no such file: {p}")
-    return torch.load(p, map_location="cpu", weights_only=True)
-
-
 def load_backbone(path: str | Path) -> tuple[LSTMBackbone, dict[str, Any]]:
     """The trained network in eval mode, and the checkpoint's `data_info`, without Lightning."""
-    ckpt = read_checkpoint(path)
+    ckpt = load(path)  # guarded: a missing, corrupt or foreign file is one error line
     net = LSTMBackbone(**backbone_kwargs(ckpt["hyper_parameters"]))
     # the LightningModule holds the network as `net`: its keys are "net.<name>"
     net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})

@@ -6,7 +6,6 @@ both scored on the same test windows as the LSTM. Writes `baselines.json` in its
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ import hydra
 from omegaconf import DictConfig
 
 from lstm_cls import config
-from lstm_cls.train import refuse
+from lstm_cls.checkpoints import write_json_atomic
+from lstm_cls.train import cli, refuse
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def baselines(cfg: DictConfig) -> dict[str, Any]:
     out["logreg/train_acc"] = float(logreg.score(x_train, y_train))
     out.update({f"windows/{s}": len(w) for s, w in dm.sets.items()})
     Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
-    (Path(cfg.run_dir) / "baselines.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_json_atomic(Path(cfg.run_dir) / "baselines.json", out)
     print(f"{'test windows':<24}{len(y_test):>10}")
     for name in ("majority", "logreg"):
         print(f"{name:<24}acc {out[f'{name}/acc']:.4f}   macro F1 {out[f'{name}/f1']:.4f}")
@@ -58,4 +58,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

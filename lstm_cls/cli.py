@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,8 +49,12 @@ def fail(error: Exception | str) -> NoReturn:
 
 
 def run(main: Callable[[list[str]], Any]) -> None:
-    """Call main(argv); a UserError becomes one `error:` line on stderr and exit code 2."""
+    """Call main(argv); a UserError becomes one `error:` line on stderr and exit code 2, Ctrl-C exit 130."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # see lstm_cls/__init__.py
     try:
         main(sys.argv[1:])
     except UserError as e:
         fail(e)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

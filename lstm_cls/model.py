@@ -27,7 +27,8 @@ from torchmetrics.classification import (
 )
 
 from lstm_cls import UserError
-from lstm_cls.backbone import LSTMBackbone, backbone_kwargs, read_checkpoint
+from lstm_cls.backbone import LSTMBackbone, backbone_kwargs
+from lstm_cls.checkpoints import load
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # x [batch, timesteps, features], y [batch]
 
@@ -293,10 +294,18 @@ class LSTMClassifier(L.LightningModule):
         self.confusion_matrix = self.confusion.compute()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from lstm_cls import __version__
+
         checkpoint["data_info"] = self.data_info
+        checkpoint["lstm_cls_version"] = __version__
+        # the next epoch's shuffling (and dropout) draws from torch's global generator: a resumed run must
+        # draw what the uninterrupted one would have (a tensor: still loads with weights_only=True)
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.data_info = checkpoint.get("data_info", {})
+        if "torch_rng_state" in checkpoint and self.trainer.state.fn == "fit":  # resuming, not testing
+            torch.set_rng_state(checkpoint["torch_rng_state"])
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
         hp = self.hparams
@@ -332,7 +341,7 @@ class LSTMClassifier(L.LightningModule):
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> LSTMClassifier:
         """A trained model, in eval mode, with its `data_info`; plain-data checkpoints only (weights_only)."""
-        ckpt = read_checkpoint(path)
+        ckpt = load(path)
         model = cls(**ckpt["hyper_parameters"])
         model.load_state_dict(ckpt["state_dict"])
         model.data_info = ckpt.get("data_info", {})

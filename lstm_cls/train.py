@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_cls import STARTED, UserError, config
+from lstm_cls import STARTED, UserError, config, rundir
+from lstm_cls.checkpoints import write_json_atomic
 from lstm_cls.cli import fail
 
 if TYPE_CHECKING:
@@ -53,13 +55,6 @@ def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def holds_run(path: Path) -> bool:
-    """Whether a directory already holds (part of) a run: never written into again."""
-    return (
-        (path / "metrics.json").exists() or (path / "checkpoints").exists() or any(path.glob("events.out.*"))
-    )
-
-
 def write_provenance(run_dir: Path) -> None:
     """What made this run, beside Hydra's composed config: version, git commit, command, libraries."""
     import lightning
@@ -85,7 +80,7 @@ def write_provenance(run_dir: Path) -> None:
         "lightning": lightning.__version__,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "provenance.json").write_text(json.dumps(made, indent=2) + "\n")
+    write_json_atomic(run_dir / "provenance.json", made)
 
 
 def rank_zero() -> bool:
@@ -113,13 +108,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write `metrics.json`; returns its content."""
     config.check(cfg, multirun=in_multirun())
     run_dir = Path(cfg.run_dir)
-    if rank_zero() and holds_run(run_dir):
+    if not rank_zero():  # a DDP process started by Lightning: the first one holds the directory
+        return fit_and_test(cfg, run_dir)
+    found = [f for f in rundir.conflicts(run_dir) if f != ".hydra"]  # Hydra wrote this run's own
+    if found:
         raise UserError(
-            f"{run_dir} already holds a run: runs are never written over; choose another directory"
+            f"{run_dir} already holds {', '.join(found)}: runs never write over results or your files; "
+            "choose another directory"
         )
+    rundir.acquire(run_dir)  # released on every way out, Ctrl-C and errors included
+    try:
+        return fit_and_test(cfg, run_dir)
+    finally:
+        rundir.release(run_dir)
+
+
+def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     import lightning as L
     import torch
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from lstm_cls.checkpoints import AtomicCheckpointIO, load
     from lstm_cls.fast_path import standard_path_reasons
 
     torch.set_num_threads(cfg.threads)
@@ -160,25 +169,31 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info(
             "training path: blocks of %d batches per training_step, one optimizer step per batch", dm.block
         )
-    trainer: L.Trainer = hydra.utils.instantiate(trainer_cfg, logger=loggers or False, callbacks=callbacks)
+    # checkpoints written atomically: a full disk or a kill mid-write leaves the previous good file
+    trainer: L.Trainer = hydra.utils.instantiate(
+        trainer_cfg, logger=loggers or False, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+    )
 
     if trainer.is_global_zero:
         write_provenance(run_dir)
+    resume_from = carry_over(Path(cfg.ckpt_path), run_dir / "checkpoints") if cfg.ckpt_path else None
     t0 = time.perf_counter()
     try:
-        trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+        trainer.fit(model, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+    except SIGTERMException:  # Lightning stops at the next batch when SIGTERM arrives (Slurm, Docker...)
+        interrupted(trainer, model, run_dir, "SIGTERM", 143)
     except SystemExit:  # Lightning turns Ctrl-C into a graceful stop and sys.exit(1)
         if not trainer.interrupted:
             raise
-        interrupted(trainer, model, run_dir)
+        interrupted(trainer, model, run_dir, "Ctrl-C", 130)
     fit_seconds = time.perf_counter() - t0
     fit_end = time.time()
 
     # the checkpoint kept by validation loss (the other one keeps the newest epoch)
     watcher = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
     best = watcher.best_model_path if watcher else ""
-    trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False)
-    best_epoch = torch.load(best, weights_only=True)["epoch"] + 1 if best else trainer.current_epoch
+    trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
+    best_epoch = load(best)["epoch"] + 1 if best else trainer.current_epoch
     em = model.epoch_metrics
     train_m, val_m, test_m = em.get("train", {}), em.get("val", {}), em.get("test", {})
     metrics: dict[str, Any] = {
@@ -208,14 +223,48 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "world_size": trainer.world_size,
     }
     if trainer.is_global_zero:  # under DDP, the metrics were reduced over every process already
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json_atomic(run_dir / "metrics.json", metrics)
         log_to_tensorboard(trainer, cfg, model, metrics)
         log.info("metrics: %s", json.dumps(metrics))
     return metrics
 
 
-def interrupted(trainer: L.Trainer, model: L.LightningModule, run_dir: Path) -> None:
-    """Ctrl-C: keep where training got to in last.ckpt, say so in metrics.json, exit 130."""
+def carry_over(ckpt_path: Path, checkpoints: Path) -> Path:
+    """Resume into a new run directory as if the run had never stopped: copy the old run's checkpoints that
+    the checkpoint callbacks remember (the best one above all) into `checkpoints`, and point their state
+    there. Lightning would otherwise drop the best-checkpoint record when the directory changes, and the
+    test would score the best epoch after the resume instead of the true best. Returns the checkpoint
+    to resume from (a copy: the old run's files are never touched)."""
+    import torch
+
+    from lstm_cls.checkpoints import load
+
+    ckpt = load(ckpt_path)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+
+    def moved(path: str) -> str:
+        old = Path(path)
+        if not path or not old.is_file():
+            return path
+        new = checkpoints / old.name
+        if not new.exists():
+            shutil.copy2(old, new)
+        return str(new)
+
+    for state in ckpt.get("callbacks", {}).values():
+        if "dirpath" not in state:  # not a ModelCheckpoint
+            continue
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            state[key] = moved(state.get(key, ""))
+        state["best_k_models"] = {moved(k): v for k, v in state.get("best_k_models", {}).items()}
+        state["dirpath"] = str(checkpoints)
+    resume = checkpoints.parent / ".resume.ckpt"
+    torch.save(ckpt, resume)
+    return resume
+
+
+def interrupted(trainer: L.Trainer, model: L.LightningModule, run_dir: Path, why: str, code: int) -> None:
+    """Ctrl-C or SIGTERM: keep where training got to in last.ckpt, say so in metrics.json, exit 130 / 143."""
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(last)
     metrics = {
@@ -225,9 +274,12 @@ def interrupted(trainer: L.Trainer, model: L.LightningModule, run_dir: Path) -> 
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
     }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"interrupted after {trainer.current_epoch} epochs; resume with ckpt_path={last}", file=sys.stderr)
-    sys.exit(130)
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    print(
+        f"interrupted ({why}) after {trainer.current_epoch} epochs; resume with ckpt_path={last}",
+        file=sys.stderr,
+    )
+    sys.exit(code)
 
 
 def log_to_tensorboard(trainer: L.Trainer, cfg: DictConfig, model: L.LightningModule, metrics: dict) -> None:
@@ -282,9 +334,9 @@ def refuse(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dic
             raise
         if not isinstance(e, UserError):
             raise
-        # leave nothing that looks like a run: only Hydra's own files can be here yet
-        if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
-            shutil.rmtree(run_dir)
+        if not (run_dir / "checkpoints").exists():  # refused before training: leave nothing that looks
+            # like a run, and remove only what this run made (a folder you gave keeps your files)
+            rundir.remove_created(run_dir, rundir.BEFORE.get(run_dir.resolve()))
         fail(e)
 
 
@@ -294,16 +346,20 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.get("optimized_metric"))
 
 
-def cli() -> None:
-    # Hydra writes .hydra/ into the run directory before main() runs: refuse one holding a run first
+def cli(app: Callable[[], Any] = main) -> None:
+    """A Hydra app's command line (train, baselines): refuse used directories, Ctrl-C without a traceback."""
+    # Hydra writes .hydra/ into the run directory before the app runs: refuse a used one first
     # (Lightning's DDP launcher restarts this command for the other processes, into the same directory)
-    for arg in sys.argv[1:] if rank_zero() else []:
-        if arg.startswith("hydra.run.dir=") and holds_run(Path(arg.split("=", 1)[1])):
-            fail(
-                f"{arg.split('=', 1)[1]} already holds a run: runs are never written over; "
-                "choose another hydra.run.dir"
-            )
-    main()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # see lstm_cls/__init__.py
+    try:
+        if rank_zero():
+            rundir.guard(sys.argv[1:])
+        app()
+    except UserError as e:
+        fail(e)
+    except KeyboardInterrupt:  # Ctrl-C outside fitting (imports, data, testing): no traceback
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

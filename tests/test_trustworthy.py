@@ -170,5 +170,26 @@ def test_an_existing_run_directory_is_never_reused(tmp_path):
     assert run_cli(*TINY, "trainer.max_epochs=1", f"hydra.run.dir={run}").returncode == 0
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     r = run_cli(*TINY, f"hydra.run.dir={run}")
-    assert r.returncode == 2 and "already holds a run" in r.stderr
+    assert r.returncode == 2 and "already holds metrics.json" in r.stderr
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_resume_ends_with_the_numbers_of_the_run_that_never_stopped(make_cfg, tmp_path):
+    whole = train(make_cfg(*TINY, "trainer.max_epochs=5", run_dir=tmp_path / "whole"))
+    train(make_cfg(*TINY, run_dir=tmp_path / "first"))  # stopped after epoch 2
+    first = tmp_path / "first"
+    before = {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()}
+    resumed = train(
+        make_cfg(
+            *TINY,
+            "trainer.max_epochs=5",
+            f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}",
+            run_dir=tmp_path / "second",
+        )
+    )
+    # same shuffling after the resume, same best-checkpoint record: the test scores the same epoch
+    assert {k: v for k, v in resumed.items() if k not in TIMING} == {
+        k: v for k, v in whole.items() if k not in TIMING
+    }
+    assert whole["best_epoch"] <= 2 or resumed["best_epoch"] > 2  # either way, the same epoch
+    assert {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()} == before  # untouched
