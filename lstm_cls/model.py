@@ -199,9 +199,12 @@ class LSTMClassifier(L.LightningModule):
         if not finite.all():  # once per block: one sync, not one per step
             i = int((~finite).nonzero()[0])
             step = self.global_step - steps + i + 1
+            last = [Path(c.dirpath) / "last.ckpt" for c in self.trainer.checkpoint_callbacks if c.dirpath]
+            kept = next((p for p in last if p.is_file()), None)
             raise UserError(
                 f"the loss became {float(losses[i])} at epoch {self.current_epoch + 1}, step {step}: "
-                "training stopped; the last good checkpoint is the run's checkpoints/last.ckpt"
+                "training stopped; "
+                + (f"the last good checkpoint is {kept}" if kept else "no checkpoint was saved before it")
             )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

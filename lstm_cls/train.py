@@ -146,11 +146,19 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     model.data_info = dm.info()
     print(model.summary())
-    shares = torch.bincount(train_labels, minlength=n_classes) / len(train_labels)
-    print(
-        "classes (share of training windows):",
-        ", ".join(f"{c} {s:.1%}" for c, s in zip(dm.class_names, shares.tolist(), strict=True)),
-    )
+    # windows per class of each split, by class name
+    counts = {
+        s: dict(zip(dm.class_names, torch.bincount(w.labels(), minlength=n_classes).tolist(), strict=True))
+        for s, w in dm.sets.items()
+    }
+    absent = {s: [c for c, k in per.items() if k == 0] for s, per in counts.items()}
+    for split, per in counts.items():
+        print(f"{split} windows per class:", ", ".join(f"{c} {k:,}" for c, k in per.items()))
+        if absent[split] and split != "train":  # a chronological split of real data can miss a rare class
+            log.warning(
+                "the %s windows hold no class %s: its per-class scores are undefined", split, absent[split]
+            )
+    shares = torch.tensor(list(counts["train"].values())) / len(train_labels)
 
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
@@ -205,6 +213,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **{f"test/{k}": test_m.get(f"test/{k}") for k in ("loss", "acc", "f1", "auroc")},
         # the floor any model must beat: always predict the training majority class
         "test/majority_acc": float((dm.sets["test"].labels() == shares.argmax()).float().mean()),
+        **{f"classes/{s}/{c}": k for s, per in counts.items() for c, k in per.items()},
         "best_epoch": best_epoch,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
@@ -222,6 +231,11 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "threads": torch.get_num_threads(),  # what this run trained with: one per job in a sweep
         "world_size": trainer.world_size,
     }
+    if absent["test"]:  # AUROC of a class without positives is undefined: never torchmetrics' 0.0 for it
+        metrics["test/auroc"] = None
+        metrics["test/auroc_undefined"] = f"no test window of class {', '.join(absent['test'])}"
+    if trainer.world_size > 1:
+        trainer.strategy.barrier("metrics")  # "completed" only once every process got here
     if trainer.is_global_zero:  # under DDP, the metrics were reduced over every process already
         write_json_atomic(run_dir / "metrics.json", metrics)
         log_to_tensorboard(trainer, cfg, model, metrics)
