@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,21 +24,6 @@ def parse(defaults: dict[str, Any], argv: list[str]) -> DictConfig:
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(argv))
     except OmegaConfBaseException as e:
         raise UserError(f"{str(e).splitlines()[0]} (known keys: {sorted(defaults)})") from None
-
-
-def checkpoint(path: str | None) -> str:
-    """The ckpt_path argument, which every entry point here needs."""
-    if not path:
-        raise UserError("ckpt_path is not set: pass ckpt_path=<run>/checkpoints/best.ckpt")
-    return path
-
-
-def new_output(path: str | Path) -> Path:
-    """An output path that holds nothing yet: nothing a user made is overwritten."""
-    out = Path(path)
-    if out.exists():
-        raise UserError(f"output: {out} already exists; choose another output=")
-    return out
 
 
 def fail(error: Exception | str) -> NoReturn:

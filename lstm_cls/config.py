@@ -127,6 +127,20 @@ def _problems_trainer(t: Mapping[str, Any], problems: list[str], multirun: bool)
         problems.append("Lightning's DDP is not started inside a Hydra multirun: use trainer.devices=1")
 
 
+def _problems_callbacks(callbacks: Mapping[str, Any], t: Mapping[str, Any], problems: list[str]) -> None:
+    """A callback that watches a validation metric in a run that never validates would fail at its end."""
+    epochs, every = t.get("max_epochs") or 0, t.get("check_val_every_n_epoch") or 1
+    off = None
+    if t.get("limit_val_batches") in (0, 0.0):
+        off = f"trainer.limit_val_batches={t['limit_val_batches']}"
+    elif _int(epochs) and _int(every) and 0 < epochs < every:
+        off = f"trainer.check_val_every_n_epoch={every} with trainer.max_epochs={epochs}"
+    for name, cb in callbacks.items():
+        if off and str(cb.get("_target_", "")).endswith("EarlyStopping"):
+            if str(cb.get("monitor", "")).startswith("val/"):
+                problems.append(f"callbacks.{name} watches {cb['monitor']}, but {off} turns validation off")
+
+
 def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
     """Reject out-of-range settings of a composed `train` config before any data is read."""
     d, m = cfg["data"], cfg["model"]
@@ -160,6 +174,7 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
         problems.append(f"fast must be true or false (got {cfg['fast']!r})")
     _problems_model(m, problems)
     _problems_trainer(cfg["trainer"], problems, multirun)
+    _problems_callbacks(cfg.get("callbacks") or {}, cfg["trainer"], problems)
     if problems:
         raise UserError("; ".join(problems))
     if "path" in d:  # a table source: its files must exist before anything is built
@@ -170,3 +185,47 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
         for key in ("path", "val_path", "test_path"):
             if d.get(key) and not Path(d[key]).is_file():
                 raise UserError(f"data.{key}: no such file: {d[key]}")
+
+
+EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+PREDICTION_FILES = (".csv", ".parquet")
+
+
+def check_tool(tool: str, cfg: Mapping[str, Any]) -> Path:
+    """The arguments of `predict`, `evaluate` and `export` (after `cli.parse` rejected unknown keys);
+    returns the output path, which holds nothing yet: nothing a user made is overwritten."""
+    ckpt = cfg.get("ckpt_path")
+    if not ckpt:
+        raise UserError("ckpt_path is not set: pass ckpt_path=<run>/checkpoints/best.ckpt")
+    if not Path(ckpt).is_file():
+        what = "is a directory, not a checkpoint file" if Path(ckpt).is_dir() else "no such file"
+        raise UserError(f"ckpt_path: {what}: {ckpt}")
+    problems = []
+    for key in ("batch_size", "threads"):
+        if key in cfg and not (_int(cfg[key]) and cfg[key] > 0):
+            problems.append(f"{key} must be a positive integer (got {cfg[key]!r})")
+    if tool == "export" and cfg.get("format") not in EXPORT_FORMATS:
+        problems.append(f"format must be one of {', '.join(EXPORT_FORMATS)} (got {cfg.get('format')!r})")
+    output = str(cfg.get("output") or "")
+    if tool == "predict" and not output.lower().endswith(PREDICTION_FILES):
+        problems.append(f"output must end in .csv or .parquet (got {output!r})")
+    if tool == "evaluate" and not output.lower().endswith(".json"):
+        problems.append(f"output must end in .json (got {output!r})")
+    if tool == "predict":
+        d = cfg["data"]
+        if d.get("nan") not in (None, *NAN_RULES):
+            problems.append(f"data.nan must be one of {', '.join(NAN_RULES)} (got {d['nan']!r})")
+        if d.get("dayfirst") not in (None, True, False):
+            problems.append(f"data.dayfirst must be true, false or null (got {d['dayfirst']!r})")
+    if problems:
+        raise UserError("; ".join(problems))
+    if tool == "export" and not output:  # beside the checkpoint
+        output = str(Path(ckpt).with_suffix(EXPORT_FORMATS[cfg["format"]]))
+    if Path(output).exists():
+        raise UserError(f"output: {output} already exists; choose another output=")
+    if tool == "predict":
+        if not cfg["data"].get("path"):
+            raise UserError("data.path is not set: pass data.path=FILE, the table to predict on")
+        if not Path(cfg["data"]["path"]).is_file():
+            raise UserError(f"data.path: no such file: {cfg['data']['path']}")
+    return Path(output)

@@ -13,19 +13,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lstm_cls import UserError
-from lstm_cls.cli import checkpoint, new_output, parse, run
+from lstm_cls import UserError, config
+from lstm_cls.cli import parse, run
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def evaluate(ckpt_path: str, overrides: list[str], output: str) -> dict[str, Any]:
-    out = new_output(output)
+    out = config.check_tool("evaluate", {"ckpt_path": ckpt_path, "output": output})
     import hydra
     import lightning as L
     from hydra import compose, initialize_config_dir
 
-    from lstm_cls import config
     from lstm_cls.model import LSTMClassifier
 
     model = LSTMClassifier.from_checkpoint(ckpt_path)
@@ -71,7 +70,7 @@ def evaluate(ckpt_path: str, overrides: list[str], output: str) -> dict[str, Any
 def main(argv: list[str]) -> None:
     own = [a for a in argv if a.split("=", 1)[0] in ("ckpt_path", "output")]
     cfg = parse({"ckpt_path": None, "output": "evaluation.json"}, own)
-    evaluate(checkpoint(cfg.ckpt_path), [a for a in argv if a not in own], cfg.output)
+    evaluate(cfg.ckpt_path, [a for a in argv if a not in own], cfg.output)
 
 
 if __name__ == "__main__":

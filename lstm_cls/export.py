@@ -11,22 +11,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lstm_cls import UserError
-from lstm_cls.cli import checkpoint, new_output, parse, run
-
-FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+from lstm_cls import config
+from lstm_cls.cli import parse, run
 
 
 def export(cfg: Any) -> Path:
-    ckpt_path = checkpoint(cfg.ckpt_path)
-    if cfg.format not in FORMATS:
-        raise UserError(f"format must be one of {', '.join(FORMATS)} (got {cfg.format!r})")
-    out = new_output(cfg.output or Path(ckpt_path).with_suffix(FORMATS[cfg.format]))
+    out = config.check_tool("export", cfg)
+    ckpt_path = cfg.ckpt_path
     import torch
 
     from lstm_cls.backbone import load_backbone
 
     model, info = load_backbone(ckpt_path)
+    out.parent.mkdir(parents=True, exist_ok=True)  # output=exports/model.onnx into a new folder
 
     class Probabilities(torch.nn.Module):
         def __init__(self) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lstm_cls import UserError
-from lstm_cls.cli import checkpoint, new_output, parse, run
+from lstm_cls import UserError, config
+from lstm_cls.cli import parse, run
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,8 @@ DEFAULTS: dict[str, Any] = {
 
 
 def predict(cfg: Any) -> pd.DataFrame:
-    ckpt_path = checkpoint(cfg.ckpt_path)
-    if not cfg.data.path:
-        raise UserError("data.path is not set: pass data.path=FILE, the table to predict on")
-    out = new_output(cfg.output)
+    out = config.check_tool("predict", cfg)
+    ckpt_path = cfg.ckpt_path
     import torch
 
     from lstm_cls import sources

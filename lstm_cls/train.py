@@ -131,6 +131,12 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from lstm_cls.checkpoints import AtomicCheckpointIO, load
     from lstm_cls.fast_path import standard_path_reasons
 
+    accelerator = str(cfg.trainer.get("accelerator"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(
+            f"trainer.accelerator={accelerator}: torch {torch.__version__} sees no CUDA GPU on this machine; "
+            "train on the CPU with trainer=default"
+        )
     torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
