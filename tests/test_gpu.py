@@ -28,6 +28,7 @@ def test_gpu_batches_are_gathered_on_the_device_and_the_lstm_is_cudnns(make_cfg)
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")
     model = hydra.utils.instantiate(cfg.model, n_features=dm.n_features, n_classes=len(dm.class_names))
+    model.automatic_optimization = False  # the block path, as train.py picks it for these settings
     trainer = hydra.utils.instantiate(
         cfg.trainer, logger=False, callbacks=[Spy()], enable_checkpointing=False
     )
@@ -47,3 +48,8 @@ def test_gpu_run_end_to_end_writes_metrics(make_cfg, tmp_path):
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["status"] == "completed" and saved["epochs"] == 2
     assert 0.0 <= m["test/acc"] <= 1.0 and m["windows/train"] > 0
+
+
+def test_gpu_standard_path_trains_too(make_cfg, tmp_path):
+    m = train(make_cfg(*TINY, "trainer=gpu", "fast=false"))
+    assert m["train_path"] == "standard" and m["global_step"] == 2 * -(-m["windows/train"] // 32)
