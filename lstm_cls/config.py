@@ -177,6 +177,9 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
     _problems_callbacks(cfg.get("callbacks") or {}, cfg["trainer"], problems)
     if problems:
         raise UserError("; ".join(problems))
+    ckpt = cfg.get("ckpt_path")
+    if ckpt and not Path(ckpt).is_file():
+        raise UserError(f"ckpt_path: no such file: {ckpt}")
     if "path" in d:  # a table source: its files must exist before anything is built
         if not d.path:
             raise UserError(f"data.path is not set: {d.get('hint') or 'pass data.path=FILE'}")

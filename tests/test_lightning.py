@@ -426,5 +426,8 @@ def test_ddp_on_two_cpu_processes_trains_to_the_end(tmp_path):
 
 def test_the_config_checks_import_no_torch():
     # they run before the ~4 s of torch and Lightning imports: a bad setting is refused at once
-    code = "import sys, lstm_cls.config, lstm_cls.cli; assert not {'torch', 'lightning'} & set(sys.modules)"
+    code = (
+        "import sys, lstm_cls.config, lstm_cls.cli, lstm_cls.train, lstm_cls.checkpoints, lstm_cls.rundir; "
+    )
+    code += "assert not {'torch', 'lightning', 'pandas'} & set(sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
