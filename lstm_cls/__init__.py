@@ -13,12 +13,13 @@ class UserError(ValueError):
     """Bad input or settings: reported as one `error:` line with exit code 2, never a traceback."""
 
 
-if sys.argv[:1] == ["-m"]:  # `python -m lstm_cls.<tool>` is importing its package
+def exit_on_interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C while a command starts (the imports of torch and Lightning take seconds) or in a tool: exit 130
+    at once, without a traceback. `train` hands Ctrl-C back to Python just before fitting, so that
+    Lightning can stop training gracefully and keep last.ckpt."""
+    sys.stderr.write("interrupted\n")
+    os._exit(130)  # no unwinding: an interrupt inside half-done imports must not surface as another error
 
-    def _interrupted_while_importing(signum: int, frame: object) -> None:
-        # Ctrl-C during the imports (torch and Lightning take seconds): exit quietly; each tool puts
-        # Python's own handler back once it runs, so Lightning can still stop training gracefully
-        sys.stderr.write("interrupted\n")
-        os._exit(130)
 
-    signal.signal(signal.SIGINT, _interrupted_while_importing)
+if sys.argv[:1] == ["-m"]:  # `python -m lstm_cls.<tool>` is importing its package: a command, not a library
+    signal.signal(signal.SIGINT, exit_on_interrupt)

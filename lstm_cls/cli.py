@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -33,8 +32,8 @@ def fail(error: Exception | str) -> NoReturn:
 
 
 def run(main: Callable[[list[str]], Any]) -> None:
-    """Call main(argv); a UserError becomes one `error:` line on stderr and exit code 2, Ctrl-C exit 130."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # see lstm_cls/__init__.py
+    """Call main(argv); a UserError becomes one `error:` line on stderr and exit code 2; Ctrl-C exits 130
+    (lstm_cls.exit_on_interrupt, or here when the tool runs in-process)."""
     try:
         main(sys.argv[1:])
     except UserError as e:

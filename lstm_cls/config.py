@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lstm_cls import UserError
+from lstm_cls import UserError, header
 
 NAN_RULES = ("ffill", "drop", "error")
 LOSSES = ("ce", "bce", "mse")
@@ -185,9 +185,10 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
             raise UserError(f"data.path is not set: {d.get('hint') or 'pass data.path=FILE'}")
         if not d.get("target"):
             raise UserError("data.target is not set: pass data.target=COLUMN, the label column")
+        features = list(d.features) if d.get("features") is not None else None
         for key in ("path", "val_path", "test_path"):
-            if d.get(key) and not Path(d[key]).is_file():
-                raise UserError(f"data.{key}: no such file: {d[key]}")
+            if d.get(key):  # existence, format and column names, from the header alone (no pandas)
+                header.check_columns(d[key], f"data.{key}", d.target, features, d.get("time"), d.get("group"))
 
 
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}

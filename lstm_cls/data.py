@@ -199,19 +199,24 @@ class CsvDataModule(WindowDataModule):
             for k, v in self.columns.items()
         }
         cols["nan"] = self.nan
-        main = sources.table(sources.read_table(self.path), self.target, **cols)
+        main = sources.table(sources.read_table(self.path), self.target, where=self.path, **cols)
         self._check_lengths(main, self.path)
         parts, self.n_main = [main], len(main.bounds)
         self.extra_bounds: dict[str, list[tuple[int, int]]] = {}
         offset = len(main.x)
         for split, path in self.extra.items():
             if path:
+                key = f"data.{split}_path"
+                df = sources.read_table(path, key)
+                # by name, in the training file's order: never the file's own choice of columns
+                skip = (self.target, cols["time"], cols["group"])
+                sources.same_features(df, main.feature_names, skip, path, key, exact=cols["features"] is None)
                 part = sources.table(
-                    sources.read_table(path, f"data.{split}_path"),
+                    df,
                     self.target,
                     classes=main.class_names,
                     where=path,
-                    **cols,
+                    **{**cols, "features": main.feature_names},
                 )
                 self._check_lengths(part, path)
                 self.extra_bounds[split] = [(a + offset, b + offset) for a, b in part.bounds]

@@ -12,7 +12,7 @@ import torch
 if TYPE_CHECKING:  # pandas loads in the table functions: synthetic runs start 0.3 s sooner without it
     import pandas as pd
 
-from lstm_cls import UserError
+from lstm_cls import UserError, header
 from lstm_cls.windows import Series
 
 log = logging.getLogger(__name__)
@@ -74,25 +74,33 @@ def synthetic(
 
 
 def read_table(path: str | Path, what: str = "data.path") -> pd.DataFrame:
-    """A .csv, .csv.gz, .txt (comma-separated) or .parquet file as a DataFrame; bad files are UserErrors."""
+    """A .csv, .csv.gz, .txt (comma-separated) or .parquet file as a DataFrame; bad files are UserErrors.
+
+    Rows keep their file order, indexed 0, 1, ... (`table` names a bad row by it).
+    """
     import pandas as pd
 
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{what}: no such file: {p}")
+    names = header.columns(p, what)  # existence, suffix, encoding, duplicate names: one set of messages
+    k = header.kind(p, what)
     try:
-        if p.name.endswith(".parquet"):
-            df = pd.read_parquet(p)
-        elif p.name.endswith((".csv", ".csv.gz", ".txt")):
-            df = pd.read_csv(p)
+        if k == "parquet":
+            import pyarrow.parquet as pq
+
+            # ignore_metadata: a saved index comes back as a column, as in the schema, not as the index
+            df = pq.ParquetFile(p).read().to_pandas(ignore_metadata=True)
         else:
-            raise UserError(f"{what}: {p} is not a .csv, .csv.gz, .txt or .parquet file")
+            df = pd.read_csv(p, compression="gzip" if k == "gzip" else None, encoding="utf-8")
     except pd.errors.EmptyDataError:
         raise UserError(f"{what}: {p} is empty") from None
-    except (OSError, ValueError, pd.errors.ParserError) as e:
-        if isinstance(e, UserError):
-            raise
-        raise UserError(f"{what}: cannot read {p}: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # pandas, zlib and pyarrow each raise their own kinds for a bad file
+        raise UserError(f"{what}: cannot read {p}: {header.first_line(e)}") from None
+    if list(df.columns) != names or not df.index.equals(pd.RangeIndex(len(df))):
+        # the header as pandas read it is not the one checked: refuse rather than guess which is meant
+        raise UserError(
+            f"{what}: cannot read the header of {p} unambiguously: {names} as a CSV header, "
+            f"{list(df.columns)} as pandas reads it"
+        )
     if len(df) == 0:
         raise UserError(f"{what}: {p} has a header but no rows")
     return df
@@ -112,24 +120,82 @@ def _as_numeric(col: pd.Series) -> pd.Series | None:
     return None
 
 
-def parse_times(col: pd.Series, dayfirst: bool | None, name: str) -> pd.Series:
-    """Dates/times: ISO first; otherwise day-first or month-first, told by a field > 12 (or `dayfirst`)."""
+# a time of day alone ("14:05", "2:05:00 PM", "2 PM"): pandas would put it on today's date
+_CLOCK = r"\d{1,2}(:\d{2}){1,2}([.,]\d+)?\s*([AaPp]\.?[Mm]\.?)?|\d{1,2}\s*[AaPp]\.?[Mm]\.?"
+
+
+def _row(i: object) -> str:
+    # i: the row's index from `read_table`, 0 for the first row under the header
+    return f"data row {int(i) + 1}"
+
+
+def _more(n: int) -> str:
+    return f" and {n} more" if n else ""
+
+
+def _datetimes(parsed: pd.Series, name: str, where: str) -> pd.Series:
     import pandas as pd
 
+    if not pd.api.types.is_datetime64_any_dtype(parsed):  # e.g. Timestamps of several time zones
+        raise UserError(
+            f"data.time: column {name!r} of {where} does not parse as one kind of date/time "
+            "(several time zones?); give all times in one zone"
+        )
+    return parsed
+
+
+def parse_times(col: pd.Series, dayfirst: bool | None, name: str, where: str = "data.path") -> pd.Series:
+    """Dates/times: ISO first; otherwise day-first or month-first, told by a field > 12 (or `dayfirst`).
+
+    Numbers (step counts, epoch seconds) are kept as they are: they order the rows with no dates
+    made up for them. Times of day without a date and dates without a year are UserErrors: pandas
+    would fill in today's date or the year 1, and sort by it.
+    """
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        endless = np.isinf(col.to_numpy(float, na_value=np.nan))
+        if endless.any():
+            i = col.index[endless][0]
+            raise UserError(
+                f"data.time: column {name!r} of {where} holds {col.loc[i]} at {_row(i)} "
+                "(1-based, header not counted); times must be finite"
+            )
+        return col
     try:
-        return pd.to_datetime(col, format="ISO8601")
-    except (ValueError, TypeError):
-        pass
+        iso = pd.to_datetime(col, format="ISO8601")
+    except (ValueError, TypeError, OverflowError):
+        iso = None
+    if iso is not None:
+        return _datetimes(iso, name, where)
+    text = col.dropna().astype(str).str.strip()
+    clock = text.str.fullmatch(_CLOCK).to_numpy(bool)
+    if clock.any():
+        i = text.index[clock][0]
+        raise UserError(
+            f"data.time: column {name!r} of {where} holds times of day without dates, such as "
+            f"{text.loc[i]!r} at {_row(i)} (1-based, header not counted): pandas would put them on today's "
+            "date; give full timestamps such as 2020-01-31 14:05:00"
+        )
     if dayfirst is None:
-        fields = col.dropna().astype(str).str.extract(r"^(\d{1,2})[-/.](\d{1,2})[-/.]")
+        fields = text.str.extract(r"^(\d{1,2})[-/.](\d{1,2})[-/.]")
         first, second = (pd.to_numeric(fields[i], errors="coerce") for i in (0, 1))
         dayfirst = bool((first > 12).any()) or not bool((second > 12).any())
     try:
-        return pd.to_datetime(col, dayfirst=dayfirst, format="mixed")
-    except (ValueError, TypeError) as e:
+        parsed = pd.to_datetime(col, dayfirst=dayfirst, format="mixed")
+    except (ValueError, TypeError, OverflowError) as e:
         raise UserError(
-            f"data.time: column {name!r} does not parse as dates: {str(e).splitlines()[0]}"
+            f"data.time: column {name!r} of {where} does not parse as dates: {header.first_line(e)}"
         ) from None
+    parsed = _datetimes(parsed, name, where)
+    yearless = (parsed.dt.year == 1).to_numpy(bool)  # "Jan 5": pandas makes it the year 1
+    if yearless.any():
+        i = parsed.index[yearless][0]
+        raise UserError(
+            f"data.time: column {name!r} of {where} holds dates without a year, such as {col.loc[i]!r} at "
+            f"{_row(i)} (1-based, header not counted); give full dates such as 2020-01-31"
+        )
+    return parsed
 
 
 def _class_name(v: object) -> str:
@@ -151,19 +217,17 @@ def table(
 ) -> Series:
     """A DataFrame as a `Series`: sorted by group then time, labels as class indices (-1 where missing).
 
+    `df` is as `read_table` returns it: its index is each row's place in the file, which errors name.
     `classes` fixes the class names (for validation/test files, the training file's); otherwise they
     are the target's values in sorted order.
     """
     import pandas as pd
 
     cols = list(df.columns)
-    for key, name in (("data.target", target), ("data.time", time), ("data.group", group)):
-        if name is not None and name not in df.columns:
-            raise UserError(f"{key}: no column {name!r} in {where}; its columns are {cols}")
-    if features is not None:
-        missing = [f for f in features if f not in df.columns]
-        if missing:
-            raise UserError(f"data.features: no column {missing} in {where}; its columns are {cols}")
+    twice = header.duplicates(cols)
+    if twice:
+        raise UserError(f"{where} has duplicate column names {twice}; each column needs its own name")
+    header.check_names(cols, where, target, features, time, group)
     if groups is not None:
         if group is None:
             raise UserError("data.groups needs data.group: the column whose values are separate series")
@@ -174,12 +238,21 @@ def table(
         df = df[df[group].astype(str).isin([str(g) for g in groups])]
 
     if time is not None:
-        df = df.assign(**{time: parse_times(df[time], dayfirst, time)})
+        df = df.assign(**{time: parse_times(df[time], dayfirst, time, where)})
+        missing = df[time].isna().to_numpy(bool)
+        if missing.any():  # sorting would put such rows at the end of their series, out of order
+            raise UserError(
+                f"data.time: column {time!r} of {where} has no time at {_row(df.index[missing][0])} "
+                f"(1-based, header not counted){_more(int(missing.sum()) - 1)}; every row needs one"
+            )
     order = [c for c in (group, time) if c is not None]
     if order:
         df = df.sort_values(order, kind="stable")  # stable: without a time column, file order is time order
     rows = df.index.to_numpy()  # each step's row number in the file, before sorting
     df = df.reset_index(drop=True)
+    keys = df[group].astype(str).to_numpy() if group is not None else None
+    if time is not None:
+        _check_repeated_times(df[time], keys, rows, time, group, where)
 
     chosen = features if features is not None else [c for c in df.columns if c not in (target, time, group)]
     numeric = {c: _as_numeric(df[c]) for c in chosen}
@@ -192,10 +265,18 @@ def table(
     names = [c for c in chosen if numeric[c] is not None]
     if not names:
         raise UserError(f"no numeric feature column in {where}; its columns are {cols}")
-    x = np.stack([numeric[c].to_numpy(np.float32) for c in names], axis=1)
+    if features is None:
+        nameless = [c for c in names if header.unnamed(c)]
+        if nameless:  # most often a saved row index: a counter that would pass for a feature
+            raise UserError(
+                f"data.features: columns {nameless} of {where} have no name in the header but hold "
+                "numbers (a saved row index?); name or drop them, or list the features in data.features"
+            )
+    with np.errstate(over="ignore"):  # 1e308 -> inf in float32: refused just below, by name and row
+        x = np.stack([numeric[c].to_numpy(np.float32) for c in names], axis=1)
+    _check_finite(x, df, names, rows, where)
 
-    if group is not None:
-        keys = df[group].astype(str).to_numpy()
+    if keys is not None:
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         bounds = list(zip(starts.tolist(), np.r_[starts[1:], len(df)].tolist(), strict=True))
         group_names = keys[starts].tolist()
@@ -231,6 +312,82 @@ def table(
     x, labels = (np.require(a, requirements="W") for a in (x, labels))
     steps = df[time].to_numpy() if time is not None else rows
     return Series(torch.from_numpy(x), torch.from_numpy(labels), bounds, names, classes, steps, group_names)
+
+
+def _check_repeated_times(
+    times: pd.Series, keys: np.ndarray | None, rows: np.ndarray, name: str, group: str | None, where: str
+) -> None:
+    """Refuse a time that occurs twice in one series: its steps' order would be the file's, unsaid."""
+    t = times.to_numpy()
+    same = t[1:] == t[:-1]  # sorted by group then time: a repeat sits next to its first occurrence
+    if keys is not None:
+        same &= keys[1:] == keys[:-1]
+    if not same.any():
+        return
+    i = int(np.flatnonzero(same)[0])
+    a, b = sorted(rows[[i, i + 1]])
+    within = (
+        f"within group {keys[i]!r} of column {group!r}"
+        if keys is not None
+        else "with no data.group (the whole file is one series)"
+    )
+    raise UserError(
+        f"data.time: timestamp {times.iloc[i]} occurs more than once in column {name!r} of {where} {within}, "
+        f"at data rows {a + 1} and {b + 1} (1-based, header not counted){_more(int(same.sum()) - 1)}; "
+        "each step of a series needs its own time (set data.group if the file holds several series)"
+    )
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_finite(x: np.ndarray, df: pd.DataFrame, names: list[str], rows: np.ndarray, where: str) -> None:
+    """Refuse inf, -inf and values beyond float32 range (1e308 becomes inf): they would poison the
+    normalisation's mean and std, and so every window. NaN is left to `data.nan`."""
+    bad = np.isinf(x)
+    if not bad.any():
+        return
+    at = np.argwhere(bad)  # (step, feature) pairs in sorted order
+    first = at[np.lexsort((at[:, 1], rows[at[:, 0]]))[0]]  # the first in the file, then the leftmost
+    step, col = int(first[0]), names[int(first[1])]
+    cols = [n for n, k in zip(names, bad.any(0), strict=True) if k]
+    raise UserError(
+        f"data.features: column {col!r} of {where} holds {df[col].iloc[step]} at {_row(rows[step])} "
+        f"(1-based, header not counted); features must be finite and within float32 range "
+        f"(|x| <= {_FLOAT32_MAX:.3g}); columns with such values: {cols}"
+    )
+
+
+def same_features(
+    df: pd.DataFrame, names: list[str], skip: tuple[str | None, ...], where: str, key: str, exact: bool
+) -> None:
+    """Refuse a validation/test file whose features are not the training file's `names`.
+
+    Columns are matched by name, never by position. With `exact` (no data.features given) a numeric
+    column the training file lacks as a feature is refused too: it would have been one, had the
+    file been the training file. `skip`: target, time and group.
+    """
+    cols = list(df.columns)
+    missing = [n for n in names if n not in cols]
+    if missing:
+        raise UserError(
+            f"{key}: {where} lacks the training file's features {missing} (columns are matched by name); "
+            f"its columns are {cols}"
+        )
+    if exact:
+        extra = [c for c in cols if c not in names and c not in skip and _as_numeric(df[c]) is not None]
+        if extra:
+            raise UserError(
+                f"{key}: {where} has numeric columns {extra} that are not features of the training file "
+                f"{names}; drop them, or list the features in data.features"
+            )
+    text = [n for n in names if _as_numeric(df[n]) is None]
+    if text:
+        examples = {n: df[n].dropna().astype(str).iloc[0] for n in text if df[n].notna().any()}
+        raise UserError(
+            f"{key}: columns {text} of {where} are not numeric (values such as {examples}) but are "
+            "numeric features of the training file"
+        )
 
 
 def group_lengths(series: Series) -> list[int]:

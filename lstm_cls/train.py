@@ -192,6 +192,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         write_provenance(run_dir)
     resume_from = carry_over(Path(cfg.ckpt_path), run_dir / "checkpoints") if cfg.ckpt_path else None
     t0 = time.perf_counter()
+    # from here Ctrl-C raises KeyboardInterrupt again: Lightning stops training gracefully (see interrupted)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         trainer.fit(model, datamodule=dm, ckpt_path=resume_from, weights_only=True)
     except SIGTERMException:  # Lightning stops at the next batch when SIGTERM arrives (Slurm, Docker...)
@@ -370,7 +372,6 @@ def cli(app: Callable[[], Any] = main) -> None:
     """A Hydra app's command line (train, baselines): refuse used directories, Ctrl-C without a traceback."""
     # Hydra writes .hydra/ into the run directory before the app runs: refuse a used one first
     # (Lightning's DDP launcher restarts this command for the other processes, into the same directory)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # see lstm_cls/__init__.py
     try:
         if rank_zero():
             rundir.guard(sys.argv[1:])

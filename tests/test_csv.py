@@ -1,5 +1,8 @@
 """data=csv: small tables written by the tests, one per rule, and every bad input."""
 
+import gzip
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_cls import UserError
+from lstm_cls import UserError, sources
 from lstm_cls.data import CsvDataModule
 from lstm_cls.train import train
 
@@ -197,6 +200,8 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
             "shorter than one window: lengths [6]",
         ),
         (("one.csv", "a,y\n" + "1,0\n" * 50), ["data.target=y"], "has 1 class ['0']; need >= 2"),
+        (("d.csv", "a,a,y\n" + "1,2,0\n3,4,1\n" * 20), ["data.target=y"], "duplicate column names ['a']"),
+        (("i.csv", "a,y\n" + "1,0\ninf,1\n" * 20), ["data.target=y"], "holds inf at data row 2 (1-based"),
         (None, ["data.target=y", "data.nan=mean"], "data.nan must be one of ffill, drop, error"),
         (None, ["data.target=y", "data.batch_size=0"], "data.batch_size must be a positive integer"),
     ],
@@ -217,3 +222,146 @@ def test_preset_without_path_says_which_file_and_where(tmp_path):
     assert r.returncode == 2
     assert "data.path is not set: pass data.path=../shared/data/weatherAUS.csv" in r.stderr
     assert "Kaggle" in r.stderr and not (tmp_path / "run").exists()
+
+
+def test_val_and_test_files_are_matched_to_the_training_columns_by_name(tmp_path):
+    frame(60).to_csv(train_p := tmp_path / "train.csv", index=False)
+    # the same columns in another order: feature a must still be feature a
+    frame(20).assign(a=lambda d: d.a - 100)[["b", "label", "a"]].to_csv(
+        val_p := tmp_path / "v.csv", index=False
+    )
+    m = dm(train_p, val_path=str(val_p))
+    assert m.series.feature_names == ["a", "b"]
+    np.testing.assert_allclose(raw_windows(m, "val")[0, :, 0], [-100, -99, -98, -97], atol=1e-3)
+    frame(20).drop(columns="b").to_csv(nob := tmp_path / "nob.csv", index=False)
+    with pytest.raises(
+        UserError, match=r"data.test_path: .*nob.csv lacks the training file's features \['b'\]"
+    ):
+        dm(train_p, test_path=str(nob))
+    frame(20, c=1.5).to_csv(more := tmp_path / "more.csv", index=False)
+    with pytest.raises(
+        UserError, match=r"data.val_path: .*more.csv has numeric columns \['c'\] that are not"
+    ):
+        dm(train_p, val_path=str(more))
+    frame(20, c=1.5).to_csv(more, index=False)  # with data.features given, extra columns are not used
+    assert dm(train_p, val_path=str(more), features=["b", "a"]).series.feature_names == ["b", "a"]
+    frame(20).assign(b="x").to_csv(text := tmp_path / "text.csv", index=False)
+    with pytest.raises(UserError, match=r"data.val_path: columns \['b'\] of .*text.csv are not numeric"):
+        dm(train_p, val_path=str(text))
+
+
+def test_target_among_features_and_duplicate_column_names_are_refused(tmp_path):
+    frame(60).assign(label=np.arange(60) % 2).to_csv(p := tmp_path / "t.csv", index=False)
+    with pytest.raises(UserError, match=r"data.features: lists the target 'label'"):
+        dm(p, features=["a", "label"])
+    write(tmp_path, "d.csv", "a,b,a,label\n" + "1,2,3,0\n4,5,6,1\n" * 30)  # pandas would call the second a.1
+    with pytest.raises(UserError, match=r"d.csv has duplicate column names \['a'\]"):
+        dm(tmp_path / "d.csv")
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e308", "-3.5e38"])
+def test_non_finite_or_float32_overflowing_features_name_column_and_row(tmp_path, value):
+    df = frame(60).astype({"b": object})
+    df.loc[5, "b"] = value
+    df.loc[40, "b"] = value  # only the first is named
+    df.iloc[::-1].to_csv(p := tmp_path / "f.csv", index=False)  # newest first: file row 20 sorts later
+    with pytest.raises(UserError, match=r"column 'b' of .*f.csv holds .*at data row 20 \(1-based"):
+        dm(p)
+    frame(60).assign(b=3e38).to_csv(p, index=False)  # within float32 range: fine
+    assert dm(p).series.x[:, 1].isfinite().all()
+
+
+def test_times_of_day_dateless_and_repeated_timestamps_are_refused(tmp_path):
+    minutes = pd.date_range("2020-01-01", periods=60, freq="min")
+    frame(time=minutes.strftime("%H:%M:%S")).to_csv(p := tmp_path / "t.csv", index=False)
+    with pytest.raises(UserError, match=r"data.time: column 'time' .* holds times of day without dates"):
+        dm(p, time="time")
+    frame(time=minutes.strftime("%b %d %H:%M")).to_csv(p, index=False)
+    with pytest.raises(UserError, match=r"data.time: column 'time' .* holds dates without a year"):
+        dm(p, time="time")
+    days = list(pd.date_range("2020-01-01", periods=30).strftime("%Y-%m-%d"))
+    frame(day=days * 2).to_csv(p, index=False)  # two sites in one file, without data.group
+    with pytest.raises(
+        UserError, match=r"timestamp 2020-01-01 00:00:00 occurs more than once .* no data.group"
+    ):
+        dm(p, time="day")
+    frame(day=days * 2, site=["A"] * 31 + ["B"] * 29).to_csv(p, index=False)  # 2020-01-01 twice in A
+    with pytest.raises(UserError, match=r"timestamp 2020-01-01 .* within group 'A' of column 'site'"):
+        dm(p, time="day", group="site")
+    frame(day=days * 2, site=["A"] * 30 + ["B"] * 30).to_csv(p, index=False)  # once per site: fine
+    assert [b - a for a, b in dm(p, time="day", group="site").series.bounds] == [30, 30]
+    frame(day=[d if i != 7 else "" for i, d in enumerate(days * 2)]).to_csv(p, index=False)
+    with pytest.raises(UserError, match=r"data.time: column 'day' .* has no time at data row 8"):
+        dm(p, time="day")
+    frame(step=np.arange(60)[::-1] * 10).to_csv(p, index=False)  # numbers order the rows as they are
+    m = dm(p, time="step")
+    np.testing.assert_allclose(raw_windows(m, "train")[0, :, 0], [59, 58, 57, 56], atol=1e-4)
+    assert sources.table(sources.read_table(p), "label", time="step").steps[:3].tolist() == [0, 10, 20]
+
+
+@pytest.mark.parametrize("name", ["X.CSV", "x.Csv.GZ", "X.PARQUET", "X.TXT"])
+def test_file_suffixes_in_any_case(tmp_path, name):
+    p = tmp_path / name
+    frame(60).to_parquet(p, index=False) if "PARQUET" in name else frame(60).to_csv(p, index=False)
+    assert dm(p).series.feature_names == ["a", "b"]
+
+
+def test_unnamed_columns_and_rows_longer_than_the_header_are_refused(tmp_path):
+    frame(60).to_csv(p := tmp_path / "i.csv")  # with pandas's index: a column without a name
+    with pytest.raises(UserError, match=r"columns \['Unnamed: 0'\] of .*i.csv have no name in the header"):
+        dm(p)
+    assert dm(p, features=["a", "b"]).series.feature_names == ["a", "b"]  # not used: fine
+    write(tmp_path, "r.csv", "a,b,label\n" + "0,1,2,0\n9,8,7,1\n" * 30)  # pandas would make a an index
+    with pytest.raises(UserError, match=r"first data row of .*r.csv has 4 fields but the header names 3"):
+        dm(tmp_path / "r.csv")
+
+
+def test_header_reads_names_and_refuses_bad_files_without_pandas(tmp_path):
+    from lstm_cls import header
+
+    frame(4).to_csv(p := tmp_path / "t.csv", index=False)
+    (gz := tmp_path / "t.Csv.Gz").write_bytes(gzip.compress(p.read_bytes()))
+    frame(4).to_parquet(pq := tmp_path / "t.parquet", index=False)
+    assert header.columns(p) == header.columns(gz) == header.columns(pq) == ["a", "b", "label"]
+    assert header.columns(write(tmp_path, "bom.txt", '\ufeff\n"x",,z\n1,2,3\n')) == ["x", "Unnamed: 1", "z"]
+    (binary := tmp_path / "bin.csv").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    (badgz := tmp_path / "bad.csv.gz").write_bytes(b"not gzip")
+    for path, message in [
+        (tmp_path / "none.csv", r"data.val_path: no such file: .*none.csv"),
+        (
+            write(tmp_path, "t.tsv", "a\tb\n"),
+            r"data.val_path: .*t.tsv is not a .csv, .csv.gz, .txt or .parquet file",
+        ),
+        (write(tmp_path, "e.csv", "\n \n"), r"data.val_path: .*e.csv is empty"),
+        (binary, r"data.val_path: .*bin.csv is not a text table"),
+        (badgz, r"data.val_path: cannot read .*bad.csv.gz"),
+        (write(tmp_path, "bad.parquet", "PAR1"), r"data.val_path: cannot read .*bad.parquet"),
+        (write(tmp_path, "d.csv", "a,b,a\n"), r"data.val_path: .*d.csv has duplicate column names \['a'\]"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            header.columns(path, "data.val_path")
+        with pytest.raises(UserError, match=message.replace("val_path", "path")):
+            sources.read_table(path)  # the same checks, the same words
+    for args, message in [
+        (("rain",), r"data.target: no column 'rain' in .*t.csv; its columns are \['a', 'b', 'label'\]"),
+        (("label", ["a", "zz"]), r"data.features: no column \['zz'\]"),
+        (("label", ["a", "label"]), r"data.features: lists the target 'label'"),
+        (("label", None, "day"), r"data.time: no column 'day'"),
+        (("label", None, None, "site"), r"data.group: no column 'site'"),
+        (("label", None, "label"), r"data.target and data.time both name column 'label'"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            header.check_columns(p, "data.path", *args)
+    header.check_columns(p, "data.path", "label", ["b", "a"])
+    # quick enough for config.check: no torch, pandas or numpy behind it
+    code = (
+        "import sys, time; t = time.time(); from lstm_cls import header, UserError\n"
+        f"try: header.check_columns({str(p)!r}, 'data.path', 'rain')\n"
+        "except UserError as e: print(e)\n"
+        "assert not {'torch', 'pandas', 'numpy'} & set(sys.modules), sorted(sys.modules)\n"
+        "print(time.time() - t)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    said, seconds = r.stdout.splitlines()
+    assert said.startswith("data.target: no column 'rain' in ") and float(seconds) < 1.5

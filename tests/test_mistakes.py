@@ -223,3 +223,38 @@ def test_a_test_split_without_a_class_says_so_and_reports_no_auroc(make_cfg, tmp
     assert "the test windows hold no class ['1']" in caplog.text
     saved = json.loads((Path(cfg.run_dir) / "metrics.json").read_text())
     assert saved["test/auroc"] is None
+
+
+@pytest.mark.parametrize(
+    ("file", "typed", "words"),
+    [
+        ("t.csv", ["data.target=rain"], "data.target: no column 'rain' in"),
+        ("t.xlsx", ["data.target=y"], "is not a .csv, .csv.gz, .txt or .parquet file"),
+        ("t.csv", ["data.target=y", "data.features=[a,y]"], "data.features: lists the target 'y'"),
+    ],
+)
+def test_a_table_is_checked_from_its_header_before_anything_loads(tmp_path, file, typed, words):
+    (p := tmp_path / file).write_text("a,b,y\n1,2,x\n3,4,z\n")
+    r = run_cli("data=csv", f"data.path={p}", *typed, f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 2 and words in r.stderr.strip().splitlines()[-1], r.stderr[-1000:]
+    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+
+
+def test_upper_case_suffixes_are_tables_too(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"a": rng.normal(size=120), "y": rng.integers(0, 2, 120)}).to_csv(p := tmp_path / "X.CSV")
+    r = run_cli(
+        "data=csv",
+        f"data.path={p}",
+        "data.target=y",
+        "data.features=[a]",
+        "data.window=4",
+        "model.hidden=4",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
