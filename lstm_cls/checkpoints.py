@@ -59,6 +59,7 @@ def load(path: str | Path, what: str = "ckpt_path") -> dict[str, Any]:
 
 def _torch_load(p: Path, where: str) -> Any:
     import torch  # here, not at the top: writing metrics.json must not cost torch's import
+
     try:
         with warnings.catch_warnings():
             # damaged bytes read as an odd pickle protocol warn before they fail: the error says it all
@@ -79,6 +80,7 @@ def _torch_load(p: Path, where: str) -> Any:
 
 def _check(ckpt: Any, where: str) -> None:
     import torch
+
     """Raise a UserError unless `ckpt` is an lstm_cls checkpoint this version can use."""
     if not isinstance(ckpt, dict):
         raise UserError(f"{where} is not an lstm_cls checkpoint (it holds a {type(ckpt).__name__})")
