@@ -31,11 +31,12 @@ report: $(STAMP)  ## tables and figures for a sweep: make report SWEEP=outputs/m
 bench: $(STAMP)  ## performance figures against a plain PyTorch loop measured in the same run
 	$(PY) benchmarks/bench.py $(ARGS)
 
-test: $(STAMP)  ## run the whole test suite (slow tests included)
-	$(PY) -m pytest -q $(ARGS)
+# two pytest workers (pytest-xdist): most tests wait on a training subprocess, and each uses one torch thread
+test: $(STAMP)  ## run the whole test suite (slow tests included), two workers
+	$(PY) -m pytest -q -n 2 $(ARGS)
 
 test-fast: $(STAMP)  ## the test suite without slow tests
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -n 2 -m "not slow" $(ARGS)
 
 lint: $(STAMP)  ## ruff
 	$(PY) -m ruff check lstm_cls tests benchmarks

@@ -166,6 +166,20 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
             fractions_ok = False
     if fractions_ok and d.val_fraction + d.test_fraction >= 1:
         problems.append("data.val_fraction + data.test_fraction must leave steps for training")
+    if "length" in d:  # data=synthetic: the generator's own settings
+        for key in ("length", "n_features", "n_classes"):
+            if not (_int(d[key]) and d[key] >= (2 if key == "n_classes" else 1)):
+                problems.append(
+                    f"data.{key} must be an integer >= {2 if key == 'n_classes' else 1} (got {d[key]!r})"
+                )
+        if _int(d.n_features) and _int(d.n_classes) and d.n_features < d.n_classes:
+            problems.append(f"data.n_features must be >= data.n_classes (got {d.n_features} < {d.n_classes})")
+        if not (_number(d.noise) and 0 <= d.noise < 1):
+            problems.append(f"data.noise must be in [0, 1) (got {d.noise!r})")
+        if not (_number(d.regime) and d.regime >= 1):
+            problems.append(f"data.regime must be a number >= 1 (got {d.regime!r})")
+        if not _number(d.signal):
+            problems.append(f"data.signal must be a number (got {d.signal!r})")
     if "nan" in d and d.nan not in NAN_RULES:
         problems.append(f"data.nan must be one of {', '.join(NAN_RULES)} (got {d.nan!r})")
     if not (_int(cfg.get("seed", 0)) and 0 <= cfg.get("seed", 0) < 2**32):

@@ -127,7 +127,7 @@ def test_evaluate_reproduces_the_runs_test_metrics(trained, tmp_path):
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_matches_pytorch_on_the_test_windows(trained, tmp_path, fmt):
     ckpt = trained / "run/checkpoints/best.ckpt"
-    out = tmp_path / f"model.{fmt}"
+    out = tmp_path / "exports" / f"model.{fmt}"  # a folder that does not exist yet
     r = run_cli(f"ckpt_path={ckpt}", f"format={fmt}", f"output={out}", module="lstm_cls.export")
     assert r.returncode == 0, r.stderr[-2000:]
     from lstm_cls.data import CsvDataModule

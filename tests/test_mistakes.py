@@ -28,6 +28,8 @@ BAD_SETTINGS = [
     ("model.bidirectional=maybe", "model.bidirectional must be true or false (got 'maybe')"),
     ("trainer.max_epochs=0", "trainer.max_epochs must be a positive integer"),
     ("ckpt_path=nowhere.ckpt", "ckpt_path: no such file: nowhere.ckpt"),
+    ("data.noise=1.5", "data.noise must be in [0, 1) (got 1.5)"),
+    ("data.n_classes=1", "data.n_classes must be an integer >= 2 (got 1)"),
     (
         "callbacks=[default,early_stopping] trainer.limit_val_batches=0",
         "callbacks.early_stopping watches val/loss, but trainer.limit_val_batches=0 turns validation off",
@@ -258,3 +260,10 @@ def test_upper_case_suffixes_are_tables_too(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is here: the run would train")
+def test_a_gpu_accelerator_without_a_gpu_is_one_error_line(tmp_path):
+    r = run_cli(*TINY, "trainer.accelerator=gpu", f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 2 and "sees no CUDA GPU on this machine" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()

@@ -80,7 +80,9 @@ def test_train_writes_metrics_checkpoints_and_tensorboard(make_cfg, tmp_path):
     metrics = train(cfg)
     run = Path(cfg.run_dir)
     saved = json.loads((run / "metrics.json").read_text())
-    assert set(saved) == METRIC_KEYS and saved["status"] == "completed"
+    classes = {f"classes/{s}/{c}" for s in ("train", "val", "test") for c in ("0", "1")}
+    assert set(saved) == METRIC_KEYS | classes and saved["status"] == "completed"
+    assert sum(saved[f"classes/train/{c}"] for c in ("0", "1")) == saved["windows/train"]
     assert {k: v for k, v in saved.items() if k != "status"} == pytest.approx(
         {k: v for k, v in metrics.items() if k != "status"}
     )
