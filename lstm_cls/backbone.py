@@ -74,8 +74,16 @@ class LSTMBackbone(nn.Module):
             nn.init.xavier_uniform_(fc.weight)
             nn.init.zeros_(fc.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[batch, timesteps, features] -> logits [batch, classes] ([batch, 1] for a sigmoid output)."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """[batch, timesteps, features] -> logits [batch, classes] ([batch, 1] for a sigmoid output).
+
+        `lengths` [batch]: labelled sequences of unequal length, right-padded to `timesteps`. They are
+        packed, so each case's state is the one after its own last real step (both directions of a
+        bidirectional LSTM included): a prediction never depends on padding or on the other cases.
+        """
+        if lengths is not None:
+            # lengths on the CPU, as pack_padded_sequence wants; enforce_sorted=False keeps the batch order
+            x = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, (h, _) = self.lstm(x)  # h: [layers * directions, batch, hidden]
         if self.bidirectional:
             last = torch.cat([h[-2], h[-1]], dim=1)  # [batch, 2 * hidden]

@@ -147,8 +147,8 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
     problems: list[str] = []
     for key, value in [
         ("data.batch_size", d.batch_size),
-        ("data.window", d.window),
-        ("data.stride", d.stride),
+        ("data.window", d.get("window", 1)),
+        ("data.stride", d.get("stride", 1)),
         ("data.block", d.get("block", 1)),
         ("data.eval_batch_size", d.get("eval_batch_size", 1)),
         ("threads", cfg["threads"]),
@@ -157,14 +157,14 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
             problems.append(f"{key} must be a positive integer (got {value!r})")
     if not (_int(d.get("num_workers", 0)) and d.get("num_workers", 0) >= 0):
         problems.append(f"data.num_workers must be an integer >= 0 (got {d.num_workers!r})")
-    if not (_int(d.horizon) and d.horizon >= 0):
+    if not (_int(d.get("horizon", 0)) and d.get("horizon", 0) >= 0):
         problems.append(f"data.horizon must be an integer >= 0 (got {d.horizon!r})")
     fractions_ok = True
     for key in ("val_fraction", "test_fraction"):
-        if not (_number(d[key]) and 0 < d[key] < 1):
+        if key in d and not (_number(d[key]) and 0 < d[key] < 1):
             problems.append(f"data.{key} must be in (0, 1) (got {d[key]!r})")
             fractions_ok = False
-    if fractions_ok and d.val_fraction + d.test_fraction >= 1:
+    if fractions_ok and "test_fraction" in d and d.val_fraction + d.test_fraction >= 1:
         problems.append("data.val_fraction + data.test_fraction must leave steps for training")
     if "length" in d:  # data=synthetic: the generator's own settings
         for key in ("length", "n_features", "n_classes"):
@@ -194,7 +194,17 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
     ckpt = cfg.get("ckpt_path")
     if ckpt and not Path(ckpt).is_file():
         raise UserError(f"ckpt_path: no such file: {ckpt}")
-    if "path" in d:  # a table source: its files must exist before anything is built
+    if "name" in d:  # labelled sequences (data=uea): a shipped data set by name, or two .ts files
+        if bool(d.name) == bool(d.path):
+            raise UserError(
+                "data=uea needs data.name=NAME (e.g. BasicMotions) or data.path=X_TRAIN.ts, not both"
+            )
+        if d.path and not d.test_path:
+            raise UserError("data.test_path is not set: pass the TEST .ts file beside data.path=X_TRAIN.ts")
+        for key in ("path", "test_path"):
+            if d.get(key) and not Path(d[key]).is_file():
+                raise UserError(f"data.{key}: no such file: {d[key]}")
+    elif "path" in d:  # a table source: its files must exist before anything is built
         if not d.path:
             raise UserError(f"data.path is not set: {d.get('hint') or 'pass data.path=FILE'}")
         if not d.get("target"):

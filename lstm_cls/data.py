@@ -27,7 +27,41 @@ from lstm_cls.windows import (
 log = logging.getLogger(__name__)
 
 
-class WindowDataModule(L.LightningDataModule):
+class BatchedDataModule(L.LightningDataModule):
+    """What every data module here shares: `sets` (train, val, test) of rows gathered a batch at a time,
+    and their loaders. Subclasses fill `sets` in `setup`."""
+
+    def __init__(
+        self, batch_size: int = 32, num_workers: int = 0, block: int = 64, eval_batch_size: int = 1024
+    ):
+        super().__init__()
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.block, self.eval_batch_size = block, eval_batch_size
+        self.sets: dict[str, Any] = {}
+
+    def _on_device(self) -> dict[str, Any]:
+        """The sets, moved once to the trainer's device (a GPU) when there is one."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if self.sets and self.sets["train"].y.device != device:
+            self.sets = {s: w.to(device) for s, w in self.sets.items()}
+        return self.sets
+
+    def train_dataloader(self) -> DataLoader:
+        # blocks of `block` batches when the model trains in blocks (manual optimization: it takes one
+        # optimizer step per batch); one batch per Lightning call on Lightning's standard path
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        block = self.block if model is not None and not model.automatic_optimization else None
+        return loader(self._on_device()["train"], self.batch_size, True, self.num_workers, block=block)
+
+    def val_dataloader(self) -> DataLoader:
+        # no gradients: large batches
+        return loader(self._on_device()["val"], self.eval_batch_size, False, self.num_workers)
+
+    def test_dataloader(self) -> DataLoader:
+        return loader(self._on_device()["test"], self.eval_batch_size, False, self.num_workers)
+
+
+class WindowDataModule(BatchedDataModule):
     """Windows a `Series` from `load()` into (rows, timesteps, features) batches.
 
     Splits are chronological (train, val, test last; test a quarter of train by default), cut inside
@@ -50,15 +84,12 @@ class WindowDataModule(L.LightningDataModule):
         eval_batch_size: int = 1024,
         stats: dict[str, list[float]] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, block, eval_batch_size)
         self.load = load
         self.stats = stats  # normalisation to use instead of fitting it (a checkpoint's, to evaluate it)
-        self.block, self.eval_batch_size = block, eval_batch_size
         self.window, self.stride, self.horizon = window, stride, horizon
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.batch_size, self.num_workers = batch_size, num_workers
         self.series: Series | None = None
-        self.sets: dict[str, WindowSet] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.series is not None:  # fit, then test: load and window once
@@ -116,8 +147,8 @@ class WindowDataModule(L.LightningDataModule):
             "horizon": self.horizon,
         }
 
-    def _on_device(self) -> dict[str, WindowSet]:
-        """The sets, moved once, series and all, to the trainer's device (a GPU) when there is one."""
+    def _on_device(self) -> dict[str, Any]:
+        """The sets, moved once, series and all (shared by the splits, so moved once, not per split)."""
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         if self.series is not None and self.series.x.device != device:
             self.series.x, self.series.y = self.series.x.to(device), self.series.y.to(device)
@@ -126,20 +157,6 @@ class WindowDataModule(L.LightningDataModule):
                 for s, w in self.sets.items()
             }
         return self.sets
-
-    def train_dataloader(self) -> DataLoader:
-        # blocks of `block` batches when the model trains in blocks (manual optimization: it takes one
-        # optimizer step per batch); one batch per Lightning call on Lightning's standard path
-        model = self.trainer.lightning_module if self.trainer is not None else None
-        block = self.block if model is not None and not model.automatic_optimization else None
-        return loader(self._on_device()["train"], self.batch_size, True, self.num_workers, block=block)
-
-    def val_dataloader(self) -> DataLoader:
-        # no gradients: large batches
-        return loader(self._on_device()["val"], self.eval_batch_size, False, self.num_workers)
-
-    def test_dataloader(self) -> DataLoader:
-        return loader(self._on_device()["test"], self.eval_batch_size, False, self.num_workers)
 
 
 class SyntheticDataModule(WindowDataModule):
@@ -250,3 +267,107 @@ class CsvDataModule(WindowDataModule):
         for split, bounds in self.extra_bounds.items():
             segs[split] = [seg for seg in segs[split] if seg[1] > seg[0]] + bounds
         return segs
+
+
+def _class_order(labels: Any) -> list[str]:
+    """Class names in order: numerically where they are integers ("2" before "10"), else as text."""
+    names = {str(v) for v in labels}
+    return sorted(
+        names, key=lambda v: (not v.lstrip("-").isdigit(), int(v) if v.lstrip("-").isdigit() else 0, v)
+    )
+
+
+class SequenceDataModule(BatchedDataModule):
+    """`data=uea`: labelled sequences (the UEA/UCR archive, read with aeon). Each case is one row of the
+    (rows, timesteps, features) tensor, right-padded, with its length beside it; its label is the case's.
+
+    The TEST file is the test set; validation is a stratified, seeded sample of the TRAIN cases
+    (`val_fraction`); normalisation is per channel, over the real steps of the training cases only.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        path: str | None = None,
+        test_path: str | None = None,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        stats: dict[str, list[float]] | None = None,
+        **loader_kwargs: Any,
+    ) -> None:
+        super().__init__(**loader_kwargs)
+        self.name, self.path, self.test_path = name, path, test_path
+        self.val_fraction, self.seed, self.stats = val_fraction, seed, stats
+        self._classes: list[str] = []
+        self._channels: list[str] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.sets:  # fit, then test: read once
+            return
+        import numpy as np
+        from sklearn.model_selection import train_test_split
+
+        from lstm_cls import uea
+        from lstm_cls.sequences import CaseSet, channel_stats, pad
+
+        if self.name:
+            train, test = uea.load_named(self.name, "train"), uea.load_named(self.name, "test")
+        else:
+            train, test = uea.read_ts(self.path, "data.path"), uea.read_ts(self.test_path, "data.test_path")
+        uea.check_pair(train, test)
+        self._classes, self._channels = _class_order(train.y), train.channel_names
+        index = {c: i for i, c in enumerate(self._classes)}
+        y_train = np.array([index[str(v)] for v in train.y])
+        y_test = np.array([index[str(v)] for v in test.y])
+        cases = np.arange(len(train.x))
+        try:  # every class in both parts, in proportion
+            fit, val = train_test_split(
+                cases, test_size=self.val_fraction, random_state=self.seed, stratify=y_train
+            )
+        except ValueError:  # a class with a single case cannot be in both
+            log.warning(
+                "data.val_fraction: some class has too few cases to stratify; validation sampled at random"
+            )
+            fit, val = train_test_split(cases, test_size=self.val_fraction, random_state=self.seed)
+        if self.stats is not None:
+            self.mean, self.std = torch.tensor(self.stats["mean"]), torch.tensor(self.stats["std"])
+        else:
+            self.mean, self.std = channel_stats([train.x[i] for i in fit])
+
+        def rows(xs: list, ys: Any) -> CaseSet:
+            x, lengths = pad(xs, self.mean, self.std)
+            return CaseSet(x, torch.as_tensor(ys, dtype=torch.long), lengths)
+
+        self.sets = {
+            "train": rows([train.x[i] for i in fit], y_train[fit]),
+            "val": rows([train.x[i] for i in val], y_train[val]),
+            "test": rows(test.x, y_test),
+        }
+        lengths = torch.cat([s.lengths for s in self.sets.values()])
+        log.info(
+            "cases: %s; %d channels; lengths %d to %d steps",
+            {s: len(c) for s, c in self.sets.items()},
+            len(self._channels),
+            int(lengths.min()),
+            int(lengths.max()),
+        )
+
+    @property
+    def n_features(self) -> int:
+        return len(self._channels)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._classes
+
+    def info(self) -> dict[str, Any]:
+        """Plain data that using a trained model needs (goes into checkpoints)."""
+        return {
+            "kind": "sequences",
+            "feature_names": self._channels,
+            "class_names": self._classes,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "max_length": max(int(s.lengths.max()) for s in self.sets.values()),
+            "source": self.name or self.path,
+        }

@@ -29,6 +29,8 @@ def evaluate(ckpt_path: str, overrides: list[str], output: str) -> dict[str, Any
 
     model = LSTMClassifier.from_checkpoint(ckpt_path)
     info = model.data_info
+    if info.get("kind") == "sequences":
+        raise UserError("evaluate of a model trained on labelled sequences (data=uea) is not supported yet")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, "run_dir=."])
     config.check(cfg)

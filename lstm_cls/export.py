@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lstm_cls import config
+from lstm_cls import UserError, config
 from lstm_cls.cli import parse, run
 
 
@@ -23,6 +23,8 @@ def export(cfg: Any) -> Path:
     from lstm_cls.backbone import load_backbone
 
     model, info = load_backbone(ckpt_path)
+    if info.get("kind") == "sequences":
+        raise UserError("export of a model trained on labelled sequences (data=uea) is not supported yet")
     out.parent.mkdir(parents=True, exist_ok=True)  # output=exports/model.onnx into a new folder
 
     class Probabilities(torch.nn.Module):

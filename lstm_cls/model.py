@@ -30,7 +30,8 @@ from lstm_cls import UserError
 from lstm_cls.backbone import LSTMBackbone, backbone_kwargs
 from lstm_cls.checkpoints import load
 
-Batch = tuple[torch.Tensor, torch.Tensor]  # x [batch, timesteps, features], y [batch]
+# x [batch, timesteps, features], y [batch], and for labelled sequences lengths [batch]
+Batch = tuple[torch.Tensor, ...]
 
 
 class LSTMClassifier(L.LightningModule):
@@ -102,9 +103,10 @@ class LSTMClassifier(L.LightningModule):
         # set by train.py from the data module and stored in every checkpoint
         self.data_info: dict[str, Any] = {}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[batch, timesteps, features] -> logits [batch, classes] ([batch, 1] for bce)."""
-        return self.net(x)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """[batch, timesteps, features] -> logits [batch, classes] ([batch, 1] for bce); `lengths`: see
+        LSTMBackbone.forward (labelled sequences of unequal length)."""
+        return self.net(x, lengths)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return self.net.probabilities(logits)
@@ -132,9 +134,11 @@ class LSTMClassifier(L.LightningModule):
         return (per * wy).sum() / wy.sum()
 
     def _shared_step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and logits of one batch; val and test update their metrics here, the block path per block."""
-        x, y = batch
-        logits = self(x)
+        """Loss and logits of one batch; val and test update their metrics here, the block path per block.
+
+        A batch is (x, y) of windows, or (x, y, lengths) of labelled sequences."""
+        x, y = batch[0], batch[1]
+        logits = self(x, batch[2] if len(batch) > 2 else None)
         loss = self.loss_fn(logits, y)
         if stage != "train" or self.automatic_optimization:
             self._update(stage, logits, y, loss)

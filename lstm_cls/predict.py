@@ -42,6 +42,8 @@ def predict(cfg: Any) -> pd.DataFrame:
 
     torch.set_num_threads(cfg.threads)
     model, info = load_backbone(ckpt_path)
+    if info.get("kind") == "sequences":
+        raise UserError("predict of a model trained on labelled sequences (data=uea) is not supported yet")
     df = sources.read_table(cfg.data.path)
     missing = [f for f in info["feature_names"] if f not in df.columns]
     if missing:

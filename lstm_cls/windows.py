@@ -124,17 +124,17 @@ class LeanRandomSampler(RandomSampler):
             yield from chunk.tolist()
 
 
-def _split(block: tuple[torch.Tensor, torch.Tensor], size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """A gathered block -> its batches of `size` windows (views, no copy)."""
-    return list(zip(block[0].split(size), block[1].split(size), strict=True))
+def _split(block: tuple[torch.Tensor, ...], size: int) -> list[tuple[torch.Tensor, ...]]:
+    """A gathered block -> its batches of `size` rows (views, no copy): (x, y) or (x, y, lengths)."""
+    return list(zip(*(t.split(size) for t in block), strict=True))
 
 
-def _as_is(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _as_is(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return batch  # gathered whole by WindowSet.__getitems__: nothing left to collate
 
 
 def loader(
-    ws: WindowSet, batch_size: int, shuffle: bool, num_workers: int = 0, block: int | None = None
+    ws: Dataset, batch_size: int, shuffle: bool, num_workers: int = 0, block: int | None = None
 ) -> DataLoader:
     """Batches gathered in one indexing op each, instead of `batch_size` __getitem__ + collate calls.
 

@@ -1,0 +1,54 @@
+"""Labelled sequences (one recording, one label): each case is one row of the (rows, timesteps, features)
+tensor, right-padded to the longest case, with its own length kept beside it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class CaseSet(Dataset):
+    """Cases addressed by a whole batch of indices at once: (x, y, lengths), like `WindowSet` plus lengths.
+
+    x: [cases, max_steps, features] (zero after each case's end), y: [cases], lengths: [cases].
+    A batch is cut to its own longest case, so a batch of short cases costs no padding.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor) -> None:
+        self.x, self.y, self.lengths = x, y, lengths
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, idx: list[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        i = torch.as_tensor(idx, device=self.y.device)
+        lengths = self.lengths[i]
+        # [batch, max_steps, features] -> [batch, the batch's longest case, features]
+        return self.x[i, : int(lengths.max())], self.y[i], lengths
+
+    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self[idx]  # a DataLoader's fetcher: one gather per batch
+
+    def labels(self) -> torch.Tensor:
+        return self.y
+
+    def to(self, device: torch.device) -> CaseSet:
+        return CaseSet(self.x.to(device), self.y.to(device), self.lengths.to(device))
+
+
+def channel_stats(cases: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std over every real step of the given (training) cases, never padding."""
+    steps = np.concatenate(cases).astype(np.float64)  # [all steps, channels]
+    mean, std = steps.mean(0), steps.std(0)
+    std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1), std, 1.0)  # a constant channel stays as is
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+
+
+def pad(cases: list[np.ndarray], mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised cases, right-padded with zeros: x [cases, max_steps, channels], lengths [cases]."""
+    lengths = torch.tensor([len(c) for c in cases])
+    x = torch.zeros(len(cases), int(lengths.max()), cases[0].shape[1])
+    for i, c in enumerate(cases):
+        x[i, : len(c)] = (torch.from_numpy(np.asarray(c, np.float32)) - mean) / std
+    return x, lengths

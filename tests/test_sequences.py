@@ -1,0 +1,93 @@
+"""Labelled sequences of unequal length: one row per case, padded, and packed in the LSTM."""
+
+import numpy as np
+import pytest
+import torch
+
+from lstm_cls.backbone import LSTMBackbone
+from lstm_cls.sequences import CaseSet, channel_stats, pad
+from lstm_cls.windows import loader
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_a_case_gives_the_same_logits_alone_and_beside_longer_ones(bidirectional):
+    torch.manual_seed(0)
+    net = LSTMBackbone(n_features=3, n_classes=4, hidden=8, num_layers=2, bidirectional=bidirectional).eval()
+    cases = [torch.randn(n, 3) for n in (3, 12, 7)]
+    x = torch.zeros(3, 12, 3)
+    for i, c in enumerate(cases):
+        x[i, : len(c)] = c
+    x[0, 3:] = 100.0  # whatever sits in the padding must not matter
+    with torch.no_grad():
+        together = net(x, torch.tensor([3, 12, 7]))
+        for i, c in enumerate(cases):
+            alone = net(c[None], torch.tensor([len(c)]))
+            torch.testing.assert_close(together[i], alone[0], atol=1e-5, rtol=1e-5)
+            # and without packing, a case alone in its own exact length is the same too
+            torch.testing.assert_close(net(c[None])[0], alone[0], atol=1e-5, rtol=1e-5)
+        # padding read as data (no lengths) would change the short case's prediction
+        assert not torch.allclose(net(x)[0], together[0], atol=1e-3)
+
+
+def test_normalisation_uses_real_steps_only_and_padding_is_zero():
+    cases = [np.full((2, 1), 1.0, np.float32), np.full((6, 1), 3.0, np.float32)]
+    mean, std = channel_stats(cases)
+    assert float(mean) == pytest.approx((2 * 1 + 6 * 3) / 8)  # weighted by real steps, no padding zeros
+    x, lengths = pad(cases, mean, std)
+    assert x.shape == (2, 6, 1) and lengths.tolist() == [2, 6]
+    assert torch.all(x[0, 2:] == 0) and torch.allclose(x[1], (torch.tensor(3.0) - mean) / std)
+
+
+def test_case_batches_are_cut_to_their_longest_case_in_both_loaders():
+    lengths = torch.tensor([2, 9, 4, 3, 5])
+    cases = CaseSet(torch.randn(5, 9, 2), torch.tensor([0, 1, 0, 1, 0]), lengths)
+    x, y, ln = cases[[0, 3]]
+    assert x.shape == (2, 3, 2) and ln.tolist() == [2, 3] and y.tolist() == [0, 1]
+    torch.manual_seed(1)
+    plain = list(loader(cases, 2, shuffle=True))
+    torch.manual_seed(1)
+    blocks = [b for block in loader(cases, 2, shuffle=True, block=2) for b in block]
+    assert [b[1].tolist() for b in plain] == [b[1].tolist() for b in blocks]  # same batches, same order
+    assert all(len(b) == 3 for b in plain + blocks)  # (x, y, lengths)
+    assert sorted(i for b in plain for i in b[2].tolist()) == sorted(lengths.tolist())
+
+
+@pytest.mark.parametrize("fast", ["true", "false"])
+def test_japanese_vowels_trains_end_to_end_in_both_paths(make_cfg, fast):
+    from lstm_cls.train import train
+
+    cfg = make_cfg(
+        "data=uea",
+        "data.name=JapaneseVowels",
+        "model.hidden=8",
+        "trainer.max_epochs=2",
+        "callbacks.progress_bar.refresh_rate=0",
+        f"fast={fast}",
+    )
+    m = train(cfg)
+    # 270 TRAIN cases: a stratified 20% (54) for validation; the 370 TEST cases are the test set
+    assert (m["windows/train"], m["windows/val"], m["windows/test"]) == (216, 54, 370)
+    assert m["global_step"] == 2 * -(-216 // 32) and m["train_path"] == (
+        "block" if fast == "true" else "standard"
+    )
+    assert sum(m[f"classes/val/{c}"] for c in map(str, range(1, 10))) == 54
+    assert all(m[f"classes/val/{c}"] >= 5 for c in map(str, range(1, 10)))  # stratified: every class in val
+    ckpt = torch.load(f"{cfg.run_dir}/checkpoints/best.ckpt", weights_only=True)
+    info = ckpt["data_info"]
+    assert info["kind"] == "sequences" and info["max_length"] == 29 and len(info["feature_names"]) == 12
+    assert info["class_names"] == [str(c) for c in range(1, 10)]
+
+
+@pytest.mark.parametrize(
+    ("typed", "words"),
+    [
+        (["data=uea"], "data=uea needs data.name=NAME"),
+        (["data=uea", "data.path=x.ts"], "data.test_path is not set"),
+        (["data=uea", "data.name=BasicMotions", "data.path=x.ts"], "not both"),
+    ],
+)
+def test_uea_settings_are_checked_first(tmp_path, typed, words):
+    from .conftest import run_cli
+
+    r = run_cli(*typed, f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr[-1000:]
