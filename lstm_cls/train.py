@@ -165,6 +165,11 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 "the %s windows hold no class %s: its per-class scores are undefined", split, absent[split]
             )
     shares = torch.tensor(list(counts["train"].values())) / len(train_labels)
+    # on a small archive "epochs" is a poor unit: say how many optimizer steps the recipe gets
+    steps, epochs = -(-len(train_labels) // cfg.data.batch_size), cfg.trainer.max_epochs
+    total = f", {steps * epochs:,} over {epochs} epochs" if epochs and epochs > 0 else ""
+    rows = f"{len(train_labels):,} rows, batch {cfg.data.batch_size}"
+    print(f"optimizer steps: {steps:,} per epoch ({rows}){total}")
 
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
