@@ -43,7 +43,7 @@ def predict(cfg: Any) -> pd.DataFrame:
     torch.set_num_threads(cfg.threads)
     model, info = load_backbone(ckpt_path)
     if info.get("kind") == "sequences":
-        raise UserError("predict of a model trained on labelled sequences (data=uea) is not supported yet")
+        return write(predict_cases(model, info, cfg), out)
     df = sources.read_table(cfg.data.path)
     missing = [f for f in info["feature_names"] if f not in df.columns]
     if missing:
@@ -90,11 +90,43 @@ def predict(cfg: Any) -> pd.DataFrame:
     classes = info["class_names"]
     cols["predicted"] = np.array(classes, dtype=object)[p.argmax(1)]
     cols.update({f"p_{c}": p[:, j] for j, c in enumerate(classes)})
-    frame = pd.DataFrame(cols)
+    return write(pd.DataFrame(cols), out)
+
+
+def write(frame: pd.DataFrame, out: Any) -> pd.DataFrame:
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(out, index=False) if out.suffix == ".parquet" else frame.to_csv(out, index=False)
+    frame.to_parquet(out, index=False) if out.suffix.lower() == ".parquet" else frame.to_csv(out, index=False)
     print(f"wrote {len(frame)} predictions to {out}")
     return frame
+
+
+def predict_cases(model: Any, info: dict[str, Any], cfg: Any) -> pd.DataFrame:
+    """A model trained on labelled sequences, on a .ts file: one row per case (its 0-based number, its label
+    in the file, the predicted class, and p_<class> for each class)."""
+    import torch
+
+    from lstm_cls import uea
+    from lstm_cls.sequences import pad
+
+    cases = uea.read_ts(cfg.data.path, "data.path")
+    if len(cases.channel_names) != len(info["feature_names"]):
+        raise UserError(
+            f"data.path: {cfg.data.path} has {len(cases.channel_names)} channels, "
+            f"the model was trained on {len(info['feature_names'])}"
+        )
+    x, lengths = pad(cases.x, torch.tensor(info["mean"]), torch.tensor(info["std"]))
+    probs = []
+    with torch.inference_mode():
+        for i in range(0, len(x), cfg.batch_size):
+            part = slice(i, i + cfg.batch_size)
+            n = int(lengths[part].max())  # the batch's own longest case
+            probs.append(model.probabilities(model(x[part, :n], lengths[part])))
+    p = torch.cat(probs).numpy()
+    classes = info["class_names"]
+    cols: dict[str, Any] = {"case": np.arange(len(p)), "label": cases.y}
+    cols["predicted"] = np.array(classes, dtype=object)[p.argmax(1)]
+    cols.update({f"p_{c}": p[:, j] for j, c in enumerate(classes)})
+    return pd.DataFrame(cols)
 
 
 def main(argv: list[str]) -> None:

@@ -91,3 +91,35 @@ def test_uea_settings_are_checked_first(tmp_path, typed, words):
 
     r = run_cli(*typed, f"hydra.run.dir={tmp_path / 'run'}")
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr[-1000:]
+
+
+def test_predict_on_a_ts_file_scores_each_case_as_the_test_did(make_cfg, tmp_path):
+    import pandas as pd
+
+    from lstm_cls import uea
+    from lstm_cls.train import train
+
+    from .conftest import run_cli
+
+    cfg = make_cfg(
+        "data=uea",
+        "data.name=JapaneseVowels",
+        "model.hidden=8",
+        "trainer.max_epochs=2",
+        "callbacks.progress_bar.refresh_rate=0",
+    )
+    m = train(cfg)
+    test_file = uea._shipped()["JapaneseVowels"] / "JapaneseVowels_TEST.ts"
+    out = tmp_path / "p.csv"
+    r = run_cli(
+        f"ckpt_path={cfg.run_dir}/checkpoints/best.ckpt",
+        f"data.path={test_file}",
+        f"output={out}",
+        module="lstm_cls.predict",
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    p = pd.read_csv(out)
+    assert len(p) == 370 and list(p.columns[:3]) == ["case", "label", "predicted"]
+    assert (p.label.astype(str) == p.predicted.astype(str)).mean() == pytest.approx(m["test/acc"], abs=1e-6)
+    probs = p[[f"p_{c}" for c in range(1, 10)]].to_numpy()
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
