@@ -89,7 +89,19 @@ class LSTMBackbone(nn.Module):
             last = torch.cat([h[-2], h[-1]], dim=1)  # [batch, 2 * hidden]
         else:
             last = h[-1]  # [batch, hidden]
-        return self.fc2(F.relu(self.fc1(self.drop(last))))  # [batch, head] -> [batch, classes]
+        return self.head(last)
+
+    def head(self, last: torch.Tensor) -> torch.Tensor:
+        """The last LSTM state [batch, hidden] -> [batch, head] -> logits [batch, classes]."""
+        return self.fc2(F.relu(self.fc1(self.drop(last))))
+
+    def forward_at(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The same logits as forward(x, lengths), without packing, for exporters that cannot pack: the top
+        layer's output at each case's last real step. A unidirectional LSTM's output at a step depends on
+        the steps before it only, so padding after it does not matter; a backward direction would read
+        the padding first, so bidirectional models need packing."""
+        out, _ = self.lstm(x)  # [batch, steps, hidden]
+        return self.head(out[torch.arange(x.shape[0]), lengths - 1])  # [batch, hidden] -> logits
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits -> class probabilities [batch, classes], whatever the output function."""

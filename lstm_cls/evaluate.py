@@ -29,12 +29,10 @@ def evaluate(ckpt_path: str, overrides: list[str], output: str) -> dict[str, Any
 
     model = LSTMClassifier.from_checkpoint(ckpt_path)
     info = model.data_info
-    if info.get("kind") == "sequences":
-        raise UserError("evaluate of a model trained on labelled sequences (data=uea) is not supported yet")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, "run_dir=."])
     config.check(cfg)
-    keep = {k: info[k] for k in ("window", "stride", "horizon")}
+    keep = {k: info[k] for k in ("window", "stride", "horizon") if k in info}  # labelled sequences: none
     dm = hydra.utils.instantiate(cfg.data, **keep, stats={"mean": info["mean"], "std": info["std"]})
     dm.setup("test")
     for what in ("feature_names", "class_names"):

@@ -23,34 +23,45 @@ def export(cfg: Any) -> Path:
     from lstm_cls.backbone import load_backbone
 
     model, info = load_backbone(ckpt_path)
-    if info.get("kind") == "sequences":
-        raise UserError("export of a model trained on labelled sequences (data=uea) is not supported yet")
+    sequences = info.get("kind") == "sequences"
+    if sequences and model.bidirectional:
+        raise UserError(
+            "export of a bidirectional model of labelled sequences needs packing, which ONNX lacks"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)  # output=exports/model.onnx into a new folder
 
     class Probabilities(torch.nn.Module):
+        """Normalised windows [batch, timesteps, features] -> class probabilities [batch, classes]; for
+        labelled sequences, right-padded cases and their lengths [batch] (int64)."""
+
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
-        def forward(
-            self, x: torch.Tensor
-        ) -> torch.Tensor:  # [batch, timesteps, features] -> [batch, classes]
-            return self.model.probabilities(self.model(x))
+        def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+            logits = self.model(x) if lengths is None else self.model.forward_at(x, lengths)
+            return self.model.probabilities(logits)
 
     wrapper = Probabilities().eval()
-    # batch 1, as the ONNX exporter advises for LSTMs; the batch axis stays dynamic
-    example = torch.randn(1, info["window"], len(info["feature_names"]))
+    # batch 1, as the ONNX exporter advises for LSTMs; the batch (and a sequence's length) axes stay dynamic
+    steps = info["max_length"] if sequences else info["window"]
+    example: tuple[torch.Tensor, ...] = (torch.randn(1, steps, len(info["feature_names"])),)
+    names, axes = ["windows"], {"windows": {0: "batch"}, "probabilities": {0: "batch"}}
+    if sequences:
+        example += (torch.tensor([steps]),)
+        names, axes = ["cases", "lengths"], {"cases": {0: "batch", 1: "steps"}, "lengths": {0: "batch"}}
+        axes["probabilities"] = {0: "batch"}
     meta = json.dumps(info)
     if cfg.format == "onnx":
         import onnx
 
         torch.onnx.export(
             wrapper,
-            (example,),
+            example,
             str(out),
-            input_names=["windows"],
+            input_names=names,
             output_names=["probabilities"],
-            dynamic_axes={"windows": {0: "batch"}, "probabilities": {0: "batch"}},
+            dynamic_axes=axes,
             dynamo=False,
         )
         proto = onnx.load(str(out))
@@ -58,7 +69,7 @@ def export(cfg: Any) -> Path:
         onnx.save(proto, str(out))
     else:
         with torch.no_grad():  # a plain nn.Module: no Lightning attribute to work around
-            traced = torch.jit.trace(wrapper, example)
+            traced = torch.jit.trace(wrapper, example)  # (a sequence model: its lengths input too)
         torch.jit.save(traced, str(out), _extra_files={"data_info.json": meta})
     print(f"wrote {out}")
     return out

@@ -123,3 +123,68 @@ def test_predict_on_a_ts_file_scores_each_case_as_the_test_did(make_cfg, tmp_pat
     assert (p.label.astype(str) == p.predicted.astype(str)).mean() == pytest.approx(m["test/acc"], abs=1e-6)
     probs = p[[f"p_{c}" for c in range(1, 10)]].to_numpy()
     assert np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_evaluate_a_sequence_model_on_the_archive_test_file(make_cfg, tmp_path):
+    import json
+
+    from lstm_cls.train import train
+
+    from .conftest import run_cli
+
+    cfg = make_cfg(
+        "data=uea",
+        "data.name=BasicMotions",
+        "model.hidden=8",
+        "trainer.max_epochs=3",
+        "callbacks.progress_bar.refresh_rate=0",
+    )
+    m = train(cfg)
+    out = tmp_path / "e.json"
+    r = run_cli(
+        f"ckpt_path={cfg.run_dir}/checkpoints/best.ckpt",
+        "data=uea",
+        "data.name=BasicMotions",
+        f"output={out}",
+        module="lstm_cls.evaluate",
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    e = json.loads(out.read_text())
+    assert e["windows"] == 40 and e["test/acc"] == pytest.approx(m["test/acc"], abs=1e-6)
+    assert sum(map(sum, e["confusion_matrix"])) == 40
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_of_a_sequence_model_matches_the_packed_lstm(make_cfg, tmp_path, fmt):
+    from lstm_cls import uea
+    from lstm_cls.backbone import load_backbone
+    from lstm_cls.train import train
+
+    from .conftest import run_cli
+
+    cfg = make_cfg(
+        "data=uea",
+        "data.name=JapaneseVowels",
+        "model.hidden=8",
+        "model.num_layers=2",
+        "trainer.max_epochs=1",
+        "callbacks.progress_bar.refresh_rate=0",
+    )
+    train(cfg)
+    ckpt = f"{cfg.run_dir}/checkpoints/best.ckpt"
+    out = tmp_path / f"m.{fmt}"
+    r = run_cli(f"ckpt_path={ckpt}", f"format={fmt}", f"output={out}", module="lstm_cls.export")
+    assert r.returncode == 0, r.stderr[-2000:]
+    net, info = load_backbone(ckpt)
+    cases = uea.load_named("JapaneseVowels", "test")
+    x, lengths = pad(cases.x, torch.tensor(info["mean"]), torch.tensor(info["std"]))  # 370 cases, 7-29 steps
+    with torch.no_grad():
+        expected = net.probabilities(net(x, lengths)).numpy()  # packed
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(out))
+        got = session.run(None, {"cases": x.numpy(), "lengths": lengths.numpy()})[0]
+    else:
+        got = torch.jit.load(str(out))(x, lengths).detach().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
