@@ -205,6 +205,10 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
             if d.get(key) and not Path(d[key]).is_file():
                 raise UserError(f"data.{key}: no such file: {d[key]}")
     elif "path" in d:  # a table source: its files must exist before anything is built
+        if d.get("case") and (d.get("group") or d.get("val_path")):
+            raise UserError(
+                "data.case: a case is a whole sequence: data.group and data.val_path do not apply"
+            )
         if not d.path:
             raise UserError(f"data.path is not set: {d.get('hint') or 'pass data.path=FILE'}")
         if not d.get("target"):
@@ -212,7 +216,9 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
         features = list(d.features) if d.get("features") is not None else None
         for key in ("path", "val_path", "test_path"):
             if d.get(key):  # existence, format and column names, from the header alone (no pandas)
-                header.check_columns(d[key], f"data.{key}", d.target, features, d.get("time"), d.get("group"))
+                header.check_columns(
+                    d[key], f"data.{key}", d.target, features, d.get("time"), d.get("group") or d.get("case")
+                )
 
 
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}

@@ -101,20 +101,39 @@ def write(frame: pd.DataFrame, out: Any) -> pd.DataFrame:
 
 
 def predict_cases(model: Any, info: dict[str, Any], cfg: Any) -> pd.DataFrame:
-    """A model trained on labelled sequences, on a .ts file: one row per case (its 0-based number, its label
-    in the file, the predicted class, and p_<class> for each class)."""
+    """A model trained on labelled sequences: one row per case of a .ts file (its 0-based number, its label
+    in the file) or of a table of cases (its name), then the predicted class and p_<class> for each class."""
     import torch
 
     from lstm_cls import uea
     from lstm_cls.sequences import pad
 
-    cases = uea.read_ts(cfg.data.path, "data.path")
-    if len(cases.channel_names) != len(info["feature_names"]):
-        raise UserError(
-            f"data.path: {cfg.data.path} has {len(cases.channel_names)} channels, "
-            f"the model was trained on {len(info['feature_names'])}"
+    cols: dict[str, Any] = {}
+    if info.get("case"):  # a table of cases (data=csv data.case=...): grouped as in training
+        from lstm_cls import sources
+
+        series = sources.table(
+            sources.read_table(cfg.data.path),
+            None,  # the target may be absent: nothing is scored here
+            features=info["feature_names"],
+            classes=info["class_names"],
+            time=info.get("time"),
+            group=info["case"],
+            nan=info.get("nan") or "ffill",
+            where=str(cfg.data.path),
         )
-    x, lengths = pad(cases.x, torch.tensor(info["mean"]), torch.tensor(info["std"]))
+        xs = [series.x[a:b].numpy() for a, b in series.bounds]
+        cols[info["case"]] = series.group_names
+    else:
+        cases = uea.read_ts(cfg.data.path, "data.path")
+        if len(cases.channel_names) != len(info["feature_names"]):
+            raise UserError(
+                f"data.path: {cfg.data.path} has {len(cases.channel_names)} channels, "
+                f"the model was trained on {len(info['feature_names'])}"
+            )
+        xs = cases.x
+        cols.update({"case": np.arange(len(xs)), "label": cases.y})
+    x, lengths = pad(xs, torch.tensor(info["mean"]), torch.tensor(info["std"]))
     probs = []
     with torch.inference_mode():
         for i in range(0, len(x), cfg.batch_size):
@@ -123,7 +142,6 @@ def predict_cases(model: Any, info: dict[str, Any], cfg: Any) -> pd.DataFrame:
             probs.append(model.probabilities(model(x[part, :n], lengths[part])))
     p = torch.cat(probs).numpy()
     classes = info["class_names"]
-    cols: dict[str, Any] = {"case": np.arange(len(p)), "label": cases.y}
     cols["predicted"] = np.array(classes, dtype=object)[p.argmax(1)]
     cols.update({f"p_{c}": p[:, j] for j, c in enumerate(classes)})
     return pd.DataFrame(cols)

@@ -1,5 +1,6 @@
 """Labelled sequences of unequal length: one row per case, padded, and packed in the LSTM."""
 
+import hydra
 import numpy as np
 import pytest
 import torch
@@ -188,3 +189,96 @@ def test_export_of_a_sequence_model_matches_the_packed_lstm(make_cfg, tmp_path, 
     else:
         got = torch.jit.load(str(out))(x, lengths).detach().numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def cases_table(path, n_cases=60, conflict=None):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in range(n_cases):
+        label = c % 3
+        for t in range(int(rng.integers(5, 15))):
+            y = "w" if (conflict == c and t == 2) else "xyz"[label]
+            rows.append(
+                {"trial": f"t{c}", "step": t, "a": rng.normal() + label, "b": rng.normal(), "label": y}
+            )
+    pd.DataFrame(rows).sample(frac=1, random_state=0).to_csv(path, index=False)  # shuffled rows
+    return rows
+
+
+def test_a_table_of_cases_trains_one_sequence_per_case(make_cfg, tmp_path):
+    from lstm_cls.train import train
+
+    rows = cases_table(p := tmp_path / "cases.csv")
+    cfg = make_cfg(
+        "data=csv",
+        f"data.path={p}",
+        "data.target=label",
+        "data.case=trial",
+        "data.time=step",
+        "model.hidden=4",
+        "trainer.max_epochs=2",
+        "callbacks.progress_bar.refresh_rate=0",
+    )
+    m = train(cfg)
+    # 60 cases: a stratified 17.5% (11) for testing, 12.5% of the rest (7) for validation
+    assert (m["windows/train"], m["windows/val"], m["windows/test"]) == (42, 7, 11)
+    assert (
+        sum(m[f"classes/test/{c}"] for c in "xyz") == 11 and min(m[f"classes/test/{c}"] for c in "xyz") >= 3
+    )
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("fit")
+    lengths = sorted(int(n) for s in dm.sets.values() for n in s.lengths)
+    expected = sorted(sum(r["trial"] == f"t{c}" for r in rows) for c in range(60))
+    assert lengths == expected  # every case whole, once
+    ckpt = torch.load(f"{cfg.run_dir}/checkpoints/best.ckpt", weights_only=True)
+    assert ckpt["data_info"]["case"] == "trial" and ckpt["data_info"]["kind"] == "sequences"
+
+
+def test_a_case_with_two_labels_is_an_error_naming_it(tmp_path):
+    from .conftest import run_cli
+
+    cases_table(p := tmp_path / "cases.csv", conflict=4)
+    r = run_cli(
+        "data=csv",
+        f"data.path={p}",
+        "data.target=label",
+        "data.case=trial",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "case 't4' of column 'trial' has labels ['w', 'y']; a case has one" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+
+
+def test_predict_a_table_of_cases_gives_one_row_per_case(make_cfg, tmp_path):
+    import pandas as pd
+
+    from lstm_cls.train import train
+
+    from .conftest import run_cli
+
+    cases_table(p := tmp_path / "cases.csv")
+    cfg = make_cfg(
+        "data=csv",
+        f"data.path={p}",
+        "data.target=label",
+        "data.case=trial",
+        "data.time=step",
+        "model.hidden=4",
+        "trainer.max_epochs=1",
+        "callbacks.progress_bar.refresh_rate=0",
+    )
+    train(cfg)
+    new = pd.read_csv(p).drop(columns="label")  # new data: no labels
+    new.to_csv(q := tmp_path / "new.csv", index=False)
+    r = run_cli(
+        f"ckpt_path={cfg.run_dir}/checkpoints/best.ckpt",
+        f"data.path={q}",
+        f"output={tmp_path / 'p.csv'}",
+        module="lstm_cls.predict",
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = pd.read_csv(tmp_path / "p.csv")
+    assert sorted(out.trial) == sorted(f"t{c}" for c in range(60)) and set(out.predicted) <= set("xyz")
