@@ -127,6 +127,31 @@ def _problems_trainer(t: Mapping[str, Any], problems: list[str], multirun: bool)
         problems.append("Lightning's DDP is not started inside a Hydra multirun: use trainer.devices=1")
 
 
+# the numeric settings of the callbacks and loggers conf/ ships: (smallest value, integers only)
+NUMERIC_KEYS = {
+    "refresh_rate": (0, True),
+    "patience": (0, True),
+    "min_delta": (0, False),
+    "save_top_k": (-1, True),
+    "every_n_epochs": (0, True),
+    "flush_logs_every_n_steps": (1, True),
+    "swa_lrs": (0, False),
+    "swa_epoch_start": (0, False),
+}
+
+
+def _problems_numbers(group: str, entries: Mapping[str, Any], problems: list[str]) -> None:
+    """Types and ranges of the callbacks' and loggers' numeric settings (Lightning would fail mid-run)."""
+    for name, entry in entries.items():
+        for key, (low, integer) in NUMERIC_KEYS.items():
+            v = entry.get(key) if hasattr(entry, "get") else None
+            if v is None:
+                continue
+            if not ((_int(v) if integer else _number(v)) and v >= low):
+                kind = "an integer" if integer else "a number"
+                problems.append(f"{group}.{name}.{key} must be {kind} >= {low} (got {v!r})")
+
+
 def _problems_callbacks(callbacks: Mapping[str, Any], t: Mapping[str, Any], problems: list[str]) -> None:
     """A callback that watches a validation metric in a run that never validates would fail at its end."""
     epochs, every = t.get("max_epochs") or 0, t.get("check_val_every_n_epoch") or 1
@@ -189,6 +214,8 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
     _problems_model(m, problems)
     _problems_trainer(cfg["trainer"], problems, multirun)
     _problems_callbacks(cfg.get("callbacks") or {}, cfg["trainer"], problems)
+    for group in ("callbacks", "logger"):
+        _problems_numbers(group, cfg.get(group) or {}, problems)
     if problems:
         raise UserError("; ".join(problems))
     ckpt = cfg.get("ckpt_path")

@@ -171,8 +171,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     rows = f"{len(train_labels):,} rows, batch {cfg.data.batch_size}"
     print(f"optimizer steps: {steps:,} per epoch ({rows}){total}")
 
-    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [build(f"logger.{k}", c) for k, c in (cfg.get("logger") or {}).items()]
+    callbacks = [build(f"callbacks.{k}", c) for k, c in (cfg.get("callbacks") or {}).items()]
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     reasons = standard_path_reasons(trainer_cfg, cfg.get("fast", True), callbacks)
     if reasons:
@@ -189,8 +189,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "training path: blocks of %d batches per training_step, one optimizer step per batch", dm.block
         )
     # checkpoints written atomically: a full disk or a kill mid-write leaves the previous good file
-    trainer: L.Trainer = hydra.utils.instantiate(
-        trainer_cfg, logger=loggers or False, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+    trainer: L.Trainer = build(
+        "trainer", trainer_cfg, logger=loggers or False, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
     )
 
     if trainer.is_global_zero:
@@ -254,6 +254,20 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         log_to_tensorboard(trainer, cfg, model, metrics)
         log.info("metrics: %s", json.dumps(metrics))
     return metrics
+
+
+def build(key: str, node: Any, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, with a setting Lightning refuses (`trainer.strategy=bogus`,
+    `+trainer.profiler=x`) turned into one `error:` line naming the config key."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__ or e
+        raise UserError(
+            f"{key}: {str(cause).splitlines()[0] if str(cause) else type(cause).__name__}"
+        ) from None
 
 
 def carry_over(ckpt_path: Path, checkpoints: Path) -> Path:

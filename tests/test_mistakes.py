@@ -29,6 +29,13 @@ BAD_SETTINGS = [
     ("trainer.max_epochs=0", "trainer.max_epochs must be a positive integer"),
     ("ckpt_path=nowhere.ckpt", "ckpt_path: no such file: nowhere.ckpt"),
     ("data.noise=1.5", "data.noise must be in [0, 1) (got 1.5)"),
+    (
+        "callbacks.progress_bar.refresh_rate=abc",
+        "callbacks.progress_bar.refresh_rate must be an integer >= 0",
+    ),
+    ("logger.csv.flush_logs_every_n_steps=0", "logger.csv.flush_logs_every_n_steps must be an integer >= 1"),
+    ("trainer.strategy=bogus", "trainer: You selected an invalid strategy name"),  # Lightning's own words
+    ("+trainer.profiler=bogus", "trainer: When passing string value for the `profiler` parameter"),
     ("data.n_classes=1", "data.n_classes must be an integer >= 2 (got 1)"),
     (
         "callbacks=[default,early_stopping] trainer.limit_val_batches=0",
@@ -268,3 +275,27 @@ def test_a_gpu_accelerator_without_a_gpu_is_one_error_line(tmp_path):
     assert r.returncode == 2 and "sees no CUDA GPU on this machine" in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "run").exists()
+
+
+class CrashOnSecondProcess(__import__("lightning").Callback):
+    """The second DDP process dies after testing, before the run is written up."""
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if trainer.global_rank == 1:
+            os._exit(3)
+
+
+@pytest.mark.slow
+def test_ddp_where_a_process_dies_never_writes_completed(tmp_path):
+    run = tmp_path / "ddp"
+    r = run_cli(
+        *TINY,
+        "trainer.strategy=ddp",
+        "trainer.devices=2",
+        f"hydra.run.dir={run}",
+        "+callbacks.crash._target_=tests.test_mistakes.CrashOnSecondProcess",
+        timeout=240,
+    )
+    assert r.returncode != 0
+    done = run / "metrics.json"
+    assert not done.exists() or json.loads(done.read_text())["status"] != "completed"
