@@ -431,3 +431,23 @@ def test_the_config_checks_import_no_torch():
     )
     code += "assert not {'torch', 'lightning', 'pandas'} & set(sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+class ReadSteps(Callback):
+    seen: dict[str, object] = {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        ReadSteps.seen[trainer.default_root_dir] = (
+            progress.total.completed,
+            trainer.global_step,
+            pl_module.direct,
+        )
+
+
+def test_the_block_paths_step_counter_is_lightnings_own(make_cfg, tmp_path):
+    # the direct step advances `fit_loop.epoch_loop.manual_optimization.optim_step_progress` itself (not a
+    # public attribute): if Lightning moves it or stops deriving global_step from it, this fails
+    m, _ = fit(make_cfg, tmp_path, "run", "+callbacks.read._target_=tests.test_lightning.ReadSteps")
+    assert ReadSteps.seen[str(tmp_path / "run")] == (2 * BATCHES, 2 * BATCHES, True)
+    assert m["train_path"] == "block" and m["global_step"] == 2 * BATCHES
