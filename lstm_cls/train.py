@@ -195,7 +195,12 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     if trainer.is_global_zero:
         write_provenance(run_dir)
-    resume_from = carry_over(Path(cfg.ckpt_path), run_dir / "checkpoints") if cfg.ckpt_path else None
+    resume_from = None
+    if cfg.ckpt_path:  # the first process prepares it before Lightning starts the others (DDP)
+        resume = run_dir / ".resume.ckpt"
+        resume_from = (
+            carry_over(Path(cfg.ckpt_path), run_dir / "checkpoints", resume) if rank_zero() else resume
+        )
     t0 = time.perf_counter()
     # from here Ctrl-C raises KeyboardInterrupt again: Lightning stops training gracefully (see interrupted)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -207,6 +212,9 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if not trainer.interrupted:
             raise
         interrupted(trainer, model, run_dir, "Ctrl-C", 130)
+    finally:
+        if resume_from and rank_zero():  # every process has restored from it: the copy is not needed
+            resume_from.unlink(missing_ok=True)
     fit_seconds = time.perf_counter() - t0
     fit_end = time.time()
 
@@ -270,7 +278,7 @@ def build(key: str, node: Any, **kwargs: Any) -> Any:
         ) from None
 
 
-def carry_over(ckpt_path: Path, checkpoints: Path) -> Path:
+def carry_over(ckpt_path: Path, checkpoints: Path, resume: Path) -> Path:
     """Resume into a new run directory as if the run had never stopped: copy the old run's checkpoints that
     the checkpoint callbacks remember (the best one above all) into `checkpoints`, and point their state
     there. Lightning would otherwise drop the best-checkpoint record when the directory changes, and the
@@ -299,7 +307,6 @@ def carry_over(ckpt_path: Path, checkpoints: Path) -> Path:
             state[key] = moved(state.get(key, ""))
         state["best_k_models"] = {moved(k): v for k, v in state.get("best_k_models", {}).items()}
         state["dirpath"] = str(checkpoints)
-    resume = checkpoints.parent / ".resume.ckpt"
     torch.save(ckpt, resume)
     return resume
 

@@ -193,3 +193,4 @@ def test_resume_ends_with_the_numbers_of_the_run_that_never_stopped(make_cfg, tm
     }
     assert whole["best_epoch"] <= 2 or resumed["best_epoch"] > 2  # either way, the same epoch
     assert {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()} == before  # untouched
+    assert not (tmp_path / "second" / ".resume.ckpt").exists()  # the prepared copy is gone after fitting
