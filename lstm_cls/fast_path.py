@@ -49,6 +49,9 @@ def standard_path_reasons(trainer: Mapping[str, Any], fast: bool, callbacks: lis
         "fast_dev_run": (False, 0),
         "overfit_batches": (0, 0.0),
         "num_nodes": (1,),
+        # checked by Lightning after every training batch: in blocks, only after every block
+        "max_time": (None,),
+        "min_steps": (None,),
     }
     for key, defaults in checks.items():
         if key in t and not _is_default(t[key], *defaults):

@@ -382,6 +382,7 @@ def test_path_choice_reads_lightnings_callbacks():
     assert not standard_path_reasons({}, True, [ModelCheckpoint(monitor="val/loss")])
     assert standard_path_reasons({"limit_train_batches": 1}, True, [])  # an int: one batch
     assert not standard_path_reasons({"limit_train_batches": 1.0}, True, [])  # a float: all of them
+    assert standard_path_reasons({"max_time": "00:00:01:00"}, True, [])  # checked after every batch
     assert standard_path_reasons({}, True, [Counts()]) == []  # validation hooks only
     assert standard_path_reasons({}, True, [StepHooks()]) == []  # per-step hooks: Lightning's calls
 
