@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -32,6 +33,15 @@ def compose_cfg(
         return compose(name, overrides=list(overrides), return_hydra_config=hydra_config)
 
 
+# a run long enough to be interrupted or killed mid-way
+SLOW_RUN = [
+    "data.length=20000",
+    "data.window=32",
+    "trainer.max_epochs=200",
+    "callbacks.progress_bar.refresh_rate=0",
+]
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose conf/train.yaml with overrides, its run directory in tmp_path."""
@@ -54,3 +64,24 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def start_train(*args: str, cwd: Path | None = None) -> subprocess.Popen:
+    """`python -m lstm_cls.train` in the background, stderr captured, with SIGINT at its default action.
+
+    A child inherits an ignored SIGINT (a shell's background job has one, so may a CI runner), and Python
+    then never raises KeyboardInterrupt: start it the way a terminal's Ctrl-C finds it.
+    """
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    before = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lstm_cls.train", *args],
+            cwd=cwd or ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, before)

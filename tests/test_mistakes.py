@@ -7,14 +7,12 @@ rewritten; a valid request works.
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, TINY, run_cli
+from .conftest import SLOW_RUN, TINY, run_cli, start_train
 
 # settings refused before torch is imported: each row costs a fraction of a second
 BAD_SETTINGS = [
@@ -106,11 +104,7 @@ def test_baselines_never_write_into_a_run(tmp_path):
 
 def test_two_runs_started_together_into_one_folder_one_is_refused(tmp_path):
     run = tmp_path / "shared"
-    cmd = [sys.executable, "-m", "lstm_cls.train", *TINY, f"hydra.run.dir={run}"]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)]
-    procs.append(
-        subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    )
+    procs = [start_train(*TINY, f"hydra.run.dir={run}") for _ in range(2)]
     codes = sorted(p.wait(timeout=300) for p in procs)
     errors = [p.stderr.read() for p in procs]
     assert codes == [0, 2], errors
@@ -155,17 +149,7 @@ def test_train_refuses_a_corrupt_checkpoint_to_resume_from(tmp_path):
 
 
 def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path):
-    before = signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a terminal's Ctrl-C finds the child
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lstm_cls.train", *TINY, f"hydra.run.dir={tmp_path / 'run'}"],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    finally:
-        signal.signal(signal.SIGINT, before)
+    proc = start_train(*TINY, f"hydra.run.dir={tmp_path / 'run'}")
     time.sleep(1.0)  # importing hydra, torch or Lightning
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -176,23 +160,7 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path):
 @pytest.mark.slow
 def test_sigterm_saves_like_ctrl_c_and_exits_143(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lstm_cls.train",
-            "data.length=20000",
-            "data.window=32",
-            "trainer.max_epochs=200",
-            "callbacks.progress_bar.refresh_rate=0",
-            f"hydra.run.dir={run}",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    proc = start_train(*SLOW_RUN, f"hydra.run.dir={run}")
     t0 = time.time()
     while not (run / "checkpoints" / "last.ckpt").exists():
         assert proc.poll() is None and time.time() - t0 < 120

@@ -1,10 +1,8 @@
 """Reproducible, resumable and fault-tolerant runs."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import torch
 from lstm_cls import UserError
 from lstm_cls.train import train
 
-from .conftest import ROOT, TINY, run_cli
+from .conftest import ROOT, SLOW_RUN, TINY, run_cli, start_train
 
 TIMING = {"fit_seconds", "train_seconds", "test_seconds", "startup_seconds"}
 
@@ -77,30 +75,8 @@ def test_nan_loss_stops_the_run_naming_epoch_and_step_and_keeps_the_last_good_ch
     assert not (Path(cfg.run_dir) / "metrics.json").exists()
 
 
-SLOW_RUN = [
-    "data.length=20000",
-    "data.window=32",
-    "trainer.max_epochs=200",
-    "callbacks.progress_bar.refresh_rate=0",
-]
-
-
 def start(run_dir: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    # A child inherits an ignored SIGINT (a shell's background job has one, so may a CI runner), and
-    # Python then never raises KeyboardInterrupt. Start it the way a terminal's Ctrl-C finds it.
-    before = signal.signal(signal.SIGINT, signal.SIG_DFL)
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "lstm_cls.train", *SLOW_RUN, *extra, f"hydra.run.dir={run_dir}"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    finally:
-        signal.signal(signal.SIGINT, before)
+    return start_train(*SLOW_RUN, *extra, f"hydra.run.dir={run_dir}")
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -149,16 +125,7 @@ def test_sigkill_mid_epoch_resumes_from_last_checkpoint(tmp_path):
 
 
 def test_two_runs_started_together_get_distinct_directories(tmp_path):
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "lstm_cls.train", *TINY, "trainer.max_epochs=1"],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    procs = [start_train(*TINY, "trainer.max_epochs=1", cwd=tmp_path) for _ in range(2)]
     for p in procs:
         assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
     runs = list((tmp_path / "outputs" / "runs").iterdir())
