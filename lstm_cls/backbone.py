@@ -36,7 +36,7 @@ class LSTMBackbone(nn.Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         output: str = "softmax",
-        keras_parity: bool = False,
+        keras_parity: bool = True,
     ) -> None:
         super().__init__()
         self.n_classes, self.output, self.bidirectional = n_classes, output, bidirectional

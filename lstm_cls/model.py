@@ -56,7 +56,7 @@ class LSTMClassifier(L.LightningModule):
         lr: float = 1e-3,
         loss: str = "ce",
         output: str = "softmax",
-        keras_parity: bool = False,
+        keras_parity: bool = True,
         optimizer: str = "adam",
         momentum: float = 0.0,
         weight_decay: float = 0.0,

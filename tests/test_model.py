@@ -10,11 +10,13 @@ from lstm_cls.model import LSTMClassifier
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({}, 6368),  # PyTorch keeps two biases per gate
-        ({"keras_parity": True}, 6240),  # the Keras reference: 5,888 + 330 + 22
-        ({"hidden": 8}, 848),
-        ({"loss": "bce"}, 6368 - 11),  # one sigmoid output instead of two
-        ({"bidirectional": True}, 2 * 6016 + 650 + 22),
+        ({}, 6240),  # the default is the Keras reference: 5,888 + 330 + 22
+        ({"keras_parity": False}, 6368),  # PyTorch keeps two biases per gate
+        ({"hidden": 8, "keras_parity": False}, 848),
+        ({"hidden": 8}, 848 - 32),  # one bias per gate: 4 x 8 fewer
+        ({"loss": "bce"}, 6240 - 11),  # one sigmoid output instead of two
+        ({"bidirectional": True, "keras_parity": False}, 2 * 6016 + 650 + 22),
+        ({"bidirectional": True}, 2 * (6016 - 128) + 650 + 22),
     ],
 )
 def test_trainable_parameter_counts(kwargs, expected):
@@ -22,7 +24,7 @@ def test_trainable_parameter_counts(kwargs, expected):
 
 
 def test_summary_is_in_the_reference_form():
-    text = LSTMClassifier(keras_parity=True).summary()
+    text = LSTMClassifier().summary()
     assert "(None, 32)" in text and "(None, 10)" in text and "(None, 2)" in text
     assert "Total params: 6,368" in text
     assert "Trainable params: 6,240" in text
@@ -85,8 +87,11 @@ def test_optimizer_is_adam_with_the_configured_lr_and_matches_torch_reference_ad
             o.step()
     for (name, a), b in zip(ours.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
-    moved = [(a - b).abs().max().item() for a, b in zip(ours.parameters(), start, strict=True)]
-    assert min(moved) > 1e-3  # 5 steps of lr 3e-3 moved every tensor: the comparison is not vacuous
+    moved = {n: (a - b).abs().max().item() for (n, a), b in zip(ours.named_parameters(), start, strict=True)}
+    frozen = {n for n, p in ours.named_parameters() if not p.requires_grad}
+    assert frozen == {"net.lstm.bias_hh_l0"} and all(moved[n] == 0 for n in frozen)  # Keras' one bias per gate
+    # 5 steps of lr 3e-3 moved every trainable tensor: the comparison is not vacuous
+    assert min(v for n, v in moved.items() if n not in frozen) > 1e-3
 
 
 @pytest.mark.parametrize("loss", ["ce", "bce", "mse"])

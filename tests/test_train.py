@@ -86,7 +86,7 @@ def test_train_writes_metrics_checkpoints_and_tensorboard(make_cfg, tmp_path):
     assert {k: v for k, v in saved.items() if k != "status"} == pytest.approx(
         {k: v for k, v in metrics.items() if k != "status"}
     )
-    assert saved["epochs"] == 3 and 1 <= saved["best_epoch"] <= 3 and saved["params_trainable"] == 848
+    assert saved["epochs"] == 3 and 1 <= saved["best_epoch"] <= 3 and saved["params_trainable"] == 816
     assert saved["windows/train"] > saved["windows/test"] > 0
     assert all(0 <= saved[k] <= 1 for k in ("train/acc", "val/acc", "test/acc", "test/f1", "test/auroc"))
     assert (run / "checkpoints" / "last.ckpt").is_file()
@@ -137,7 +137,7 @@ def test_cli_writes_a_dated_run_directory(tmp_path):
     assert (run / ".hydra" / "config.yaml").is_file()
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
     assert list(run.glob("events.out.tfevents.*")) and (run / "metrics.csv").is_file()
-    assert "Trainable params: 848" in r.stdout
+    assert "Trainable params: 816" in r.stdout
 
 
 def test_cli_bad_setting_is_one_error_line_and_leaves_no_run(tmp_path):
