@@ -6,6 +6,8 @@ Every figure is measured in this run, side by side with a reference measured in 
      and Lightning's standard path (fast=false) beside it
   2. peak memory of a 10M-step series against its own size
   3. 4 sweep jobs with the joblib launcher against the same 4 run one after another
+     3b. the efficiency of a 12-job study sweep (training time / (wall time x jobs at once)), with nested
+     epochs and without
   4. inference windows/s (test evaluation, and a raw no-grad forward) on one core
   5. start-up: seconds from the command to the first training step
 """
@@ -120,9 +122,9 @@ def peak_rss_mb(overrides: list[str]) -> float:
     return int(line[-1].split()[1]) / 1024
 
 
-def sweep_seconds(launcher: str, overrides: list[str], parent: str) -> float:
-    """One sweep, in its own new folder under `parent` named after the launcher."""
-    sweep_dir = tempfile.mkdtemp(prefix=f"{launcher}_", dir=parent)
+def sweep_seconds(launcher: str, overrides: list[str], parent: str, name: str = "") -> float:
+    """One sweep, in its own new folder under `parent` named after the launcher (or `name`)."""
+    sweep_dir = tempfile.mkdtemp(prefix=f"{name or launcher}_", dir=parent)
     t0 = time.perf_counter()
     r = subprocess.run(
         [
@@ -140,7 +142,23 @@ def sweep_seconds(launcher: str, overrides: list[str], parent: str) -> float:
     )
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-2000:])
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    Path(sweep_dir, "command_seconds").write_text(f"{seconds}\n")  # the whole command, imports included
+    return seconds
+
+
+def sweep_efficiency(parent: Path, name: str) -> dict:
+    """Training time / (wall time x jobs at once), averaged over the sweeps named `name` under `parent`:
+    the sum of the trained jobs' fit_seconds (a derived job trained nothing of its own) over the whole
+    command's wall time."""
+    out = []
+    for d in parent.glob(f"{name}_*"):
+        state = json.loads((d / "sweep.json").read_text())
+        runs = [json.loads(p.read_text()) for p in d.glob("*/metrics.json")]
+        trained = [m for m in runs if "derived_from" not in m]
+        wall = float((d / "command_seconds").read_text())
+        out.append((sum(m["fit_seconds"] for m in trained) / (wall * state["jobs_at_once"]), len(trained)))
+    return {"efficiency": statistics.mean(e for e, _ in out), "trained": out[0][1]}
 
 
 def most_at_once(sweep_dir: Path) -> int:
@@ -386,6 +404,43 @@ def main() -> None:
         f"(target >= 1.7x on 2 cores)\n"
         f"   joblib ran {at_once} jobs at once, {threads} torch thread(s) each, on {os.cpu_count()} cores; "
         f"the hardware's own ceiling, two plain torch loops at once vs one after another: {ceiling:.2f}x"
+    )
+
+    # 3b. a 12-job study sweep over hidden x batch x epochs (Albury where ../shared has it): how much of the
+    # wall time the cores spend training, with nested epochs (the 10-epoch jobs derived from the 30-epoch
+    # ones) and without (+hydra.sweeper.nested=false: all 12 train)
+    albury = ROOT.parent / "shared" / "data" / "weatherAUS_albury.csv"
+    data = (
+        ["data=weather_aus", f"data.path={albury}"]
+        if albury.is_file()
+        else ["data.length=4000", "data.n_features=13"]
+    )
+    study = [
+        *data,
+        "model.hidden=8,32,128",
+        "data.batch_size=16,128",
+        f"trainer.max_epochs={'1,2' if q else '10,30'}",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        nested_s, plain_s = in_turns(
+            lambda: sweep_seconds("joblib", study, tmp, "nested"),
+            lambda: sweep_seconds("joblib", [*study, "+hydra.sweeper.nested=false"], tmp, "plain"),
+            not q,
+        )
+        eff = {kind: sweep_efficiency(Path(tmp), kind) for kind in ("nested", "plain")}
+    results["study_sweep"] = {
+        "data": "Albury" if albury.is_file() else "synthetic",
+        "nested_s": nested_s,
+        "plain_s": plain_s,
+        "efficiency": eff,
+    }
+    print(
+        f"3b. 12-job study sweep ({results['study_sweep']['data']}; hidden 8,32,128 x batch 16,128 x "
+        f"{'1,2' if q else '10,30'} epochs; joblib): nested epochs {statistics.mean(nested_s):.1f} s, "
+        f"every job trained {statistics.mean(plain_s):.1f} s; training time / (wall time x jobs at once): "
+        f"{eff['nested']['efficiency']:.2f} nested ({eff['nested']['trained']} jobs trained), "
+        f"{eff['plain']['efficiency']:.2f} without (target >= 0.80)"
     )
 
     # on a GPU (trainer=gpu): the series sits on the device and batches are gathered there (cuDNN LSTM)

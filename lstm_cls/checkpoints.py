@@ -231,3 +231,36 @@ def __getattr__(name: str) -> Any:
             _lazy[name] = _make_atomic_checkpoint_io()
         return _lazy[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def carry_over(ckpt_path: Path, checkpoints: Path, out: Path) -> Path:
+    """A checkpoint whose run goes on in another folder, as if it had always been there: copy the old
+    run's checkpoints that the checkpoint callbacks remember (the best one above all) into `checkpoints`,
+    point their state there, and save the result as `out`. Lightning would otherwise drop the
+    best-checkpoint record when the directory changes, and a resumed run would test the best epoch after
+    the resume instead of the true best. The old run's files are never touched. Returns `out`."""
+    import shutil
+
+    import torch
+
+    ckpt = load(ckpt_path)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+
+    def moved(path: str) -> str:
+        old = Path(path)
+        if not path or not old.is_file():
+            return path
+        new = checkpoints / old.name
+        if not new.exists():
+            shutil.copy2(old, new)
+        return str(new)
+
+    for state in ckpt.get("callbacks", {}).values():
+        if "dirpath" not in state:  # not a ModelCheckpoint
+            continue
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            state[key] = moved(state.get(key, ""))
+        state["best_k_models"] = {moved(k): v for k, v in state.get("best_k_models", {}).items()}
+        state["dirpath"] = str(checkpoints)
+    write_atomic(out, lambda f: torch.save(ckpt, f))
+    return out

@@ -6,6 +6,7 @@ key, the value and what is allowed, which the entry point turns into an `error:`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,51 @@ def _int(v: Any) -> bool:
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def kept_steps(n: int, fraction: float) -> int:
+    """How many of a group's `n` training steps `data.train_fraction` keeps (the latest ones): the nearest
+    whole step, rounded as `windows.split_bounds` rounds the split fractions. Here, torch-free, so that the
+    settings check and the data module share one rule."""
+    return min(n, int(round(n * fraction)))
+
+
+def _train_steps(length: int, val_fraction: float, test_fraction: float) -> int:
+    """Training steps of one series of `length` steps, cut as `windows.split_bounds` cuts it."""
+    return length - int(round(length * val_fraction)) - int(round(length * test_fraction))
+
+
+def _problems_train_fraction(d: Mapping[str, Any], fractions_ok: bool, problems: list[str]) -> None:
+    """data.train_fraction: (0, 1], windowed series only, and (data=synthetic, whose length is known before
+    any data is made) at least one training window left."""
+    f = d.get("train_fraction", 1.0)
+    if "name" in d and "train_fraction" in d:  # data=uea: the key only exists there if added with +
+        problems.append(
+            "data.train_fraction applies to windowed series (data=synthetic, data=csv), not to data=uea's "
+            "cases: leave it out"
+        )
+        return
+    if not (_number(f) and 0 < f <= 1):
+        problems.append(f"data.train_fraction must be in (0, 1] (got {f!r})")
+        return
+    if d.get("case") and f != 1:
+        problems.append(
+            "data.train_fraction applies to windowed series, not to whole cases (data.case): leave it at 1"
+        )
+        return
+    if f == 1 or "length" not in d or not fractions_ok:
+        return
+    length, window, horizon = d.length, d.get("window", 1), d.get("horizon", 0)
+    if not all(_int(v) and v >= 0 for v in (length, window, horizon)):
+        return  # reported on their own
+    n = _train_steps(length, d.val_fraction, d.test_fraction)
+    need = window + horizon  # steps one window and its label take
+    if n >= need > kept_steps(n, f):
+        problems.append(
+            f"data.train_fraction={f} keeps {kept_steps(n, f)} of the {n} training steps, fewer than "
+            f"data.window={window} + data.horizon={horizon}: no training window is left; use "
+            f"data.train_fraction >= {math.ceil(need / n * 1000) / 1000}"  # rounded up: enough
+        )
 
 
 def _batches(v: Any) -> bool:
@@ -205,6 +251,7 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
             problems.append(f"data.regime must be a number >= 1 (got {d.regime!r})")
         if not _number(d.signal):
             problems.append(f"data.signal must be a number (got {d.signal!r})")
+    _problems_train_fraction(d, fractions_ok, problems)
     if "nan" in d and d.nan not in NAN_RULES:
         problems.append(f"data.nan must be one of {', '.join(NAN_RULES)} (got {d.nan!r})")
     if not (_int(cfg.get("seed", 0)) and 0 <= cfg.get("seed", 0) < 2**32):

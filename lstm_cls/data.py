@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -18,6 +19,7 @@ from lstm_cls.windows import (
     Series,
     WindowSet,
     fit_normaliser,
+    latest_part,
     loader,
     make_splits,
     normalise_,
@@ -65,7 +67,8 @@ class WindowDataModule(BatchedDataModule):
     """Windows a `Series` from `load()` into (rows, timesteps, features) batches.
 
     Splits are chronological (train, val, test last; test a quarter of train by default), cut inside
-    every group, and normalised with statistics of the training steps only.
+    every group, and normalised with statistics of the training steps only. `train_fraction` < 1 keeps
+    only the latest part of each group's training steps (a learning curve); val and test do not change.
     """
 
     nan: str | None = None  # a table source's missing-value rule (data.nan), named in the log
@@ -83,9 +86,11 @@ class WindowDataModule(BatchedDataModule):
         block: int = 64,
         eval_batch_size: int = 1024,
         stats: dict[str, list[float]] | None = None,
+        train_fraction: float = 1.0,
     ) -> None:
         super().__init__(batch_size, num_workers, block, eval_batch_size)
         self.load = load
+        self.train_fraction = train_fraction
         self.stats = stats  # normalisation to use instead of fitting it (a checkpoint's, to evaluate it)
         self.window, self.stride, self.horizon = window, stride, horizon
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
@@ -96,9 +101,25 @@ class WindowDataModule(BatchedDataModule):
             return
         series = self.load()
         segments = self.segments(series)
+        full_train = segments["train"]
+        # data.train_fraction: the oldest training steps go, the part nearest validation stays; val and test
+        # were cut before this, so they stay exactly the same windows whatever the fraction
+        segments["train"] = latest_part(full_train, self.train_fraction)
+        if self.train_fraction < 1:
+            kept, whole = (sum(b - a for a, b in segs) for segs in (segments["train"], full_train))
+            log.info(
+                "data.train_fraction=%s: training on the latest %d of %d training steps",
+                self.train_fraction,
+                kept,
+                whole,
+            )
         if self.stats is not None:
             self.mean, self.std = torch.tensor(self.stats["mean"]), torch.tensor(self.stats["std"])
         else:
+            # from the kept training steps only: a point of the learning curve is then a run that was given
+            # only that much data, its normaliser included; statistics of the steps left out would carry
+            # information from data it was not given. The val/test windows are the same steps at every
+            # fraction; only the normaliser that scales them is each run's own
             self.mean, self.std = fit_normaliser(series.x, segments["train"])
         normalise_(series.x, self.mean, self.std)
         starts, dropped = make_splits(series, segments, self.window, self.stride, self.horizon)
@@ -109,6 +130,8 @@ class WindowDataModule(BatchedDataModule):
                 dropped["nan"],
                 self.nan,
             )
+        if len(starts["train"]) == 0 and self.train_fraction < 1:
+            self._no_train_window(segments["train"], full_train)
         for split in SPLITS:
             if len(starts[split]) == 0:
                 lengths = sorted({b - a for a, b in segments[split]})
@@ -119,6 +142,26 @@ class WindowDataModule(BatchedDataModule):
         self.series = series
         self.sets = {s: WindowSet(series.x, series.y, starts[s], self.window, self.horizon) for s in SPLITS}
         log.info("windows: %s", {s: len(w) for s, w in self.sets.items()})
+
+    def _no_train_window(self, kept: list[tuple[int, int]], full: list[tuple[int, int]]) -> None:
+        """data.train_fraction left no training window: say how many steps it kept, and what would do."""
+        need = self.window + self.horizon  # steps one window and its label take
+        longest_kept, longest = max(b - a for a, b in kept), max(b - a for a, b in full)
+        if longest_kept >= need:  # steps enough, but every window there lacks a label or holds a NaN
+            raise UserError(
+                f"data.train_fraction={self.train_fraction} leaves no training window: every window of the "
+                f"kept training steps lacks its label or holds a missing value (data.nan={self.nan})"
+            )
+        hint = (
+            f"; use data.train_fraction >= {math.ceil(need / longest * 1000) / 1000}"
+            if longest >= need
+            else ""
+        )
+        raise UserError(
+            f"data.train_fraction={self.train_fraction} leaves no training window: the longest kept training "
+            f"part has {longest_kept} of {longest} steps, fewer than data.window={self.window} + "
+            f"data.horizon={self.horizon}{hint}"
+        )
 
     def segments(self, series: Series) -> dict[str, list[tuple[int, int]]]:
         """Step ranges of train, val and test: each group cut chronologically by the fractions."""

@@ -275,9 +275,45 @@ class LSTMClassifier(L.LightningModule):
                 "gap/loss": val["val/loss"] - train["train/loss"],
             }
             self.epoch_metrics["gap"] = gaps
+        # how large the weights grew this epoch (what weight decay holds back), in both paths alike: off the
+        # progress bar, into every logger beside the epoch's other metrics
+        self.log_dict(self.weight_norms(), sync_dist=True)
         self._log({**train, **gaps}, prog_bar=True)
+        self._weight_histograms()
         if not self.automatic_optimization:
             self._step_scheduler(plateau=True)
+
+    def weight_norms(self) -> dict[str, float]:
+        """L2 norm of each layer's weights: `norm/lstm` (every `weight_*` matrix of the LSTM, all layers and
+        directions together: the square root of their summed squares), `norm/fc1`, `norm/fc2`.
+
+        Biases are left out: these norms follow the weight matrices, which weight decay shrinks and
+        memorising inflates; keras_parity's forget-gate biases start at 1 and would add an offset that hides
+        how much the matrices moved.
+        """
+        net = self.net
+        layers = {
+            "lstm": [p for name, p in net.lstm.named_parameters() if name.startswith("weight_")],
+            "fc1": [net.fc1.weight],
+            "fc2": [net.fc2.weight],
+        }
+        # float64 sums: one small reduction per tensor, once an epoch
+        return {
+            f"norm/{k}": float(torch.stack([p.detach().double().square().sum() for p in ps]).sum().sqrt())
+            for k, ps in layers.items()
+        }
+
+    def _weight_histograms(self) -> None:
+        """Every trainable tensor of the network as a TensorBoard histogram, once an epoch, at the epoch
+        counted from 1 (the scalars' x-axis); only TensorBoard loggers draw histograms."""
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        epoch = self.current_epoch + 1
+        for logger in self.trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                for name, p in self.net.named_parameters():
+                    if p.requires_grad:  # keras_parity's frozen zero bias would be one bar at 0 forever
+                        logger.experiment.add_histogram(f"weights/{name}", p.detach(), epoch)
 
     def on_train_epoch_start(self) -> None:
         self.epoch_lr = self.optimizers().param_groups[0]["lr"]  # the rate this epoch trains with

@@ -40,9 +40,13 @@ def check_run_dir(path: Path, key: str = "hydra.run.dir") -> None:
 
 
 def check_sweep_dir(path: Path) -> None:
-    """A sweep folder that already holds a sweep is refused: its jobs' files must keep their settings."""
+    """A sweep folder that already holds a sweep is refused: its jobs' files must keep their settings.
+    One with `sweep.json` is lstm_cls's sweeper's: a rerun resumes it if its settings match
+    (`lstm_cls.sweeps.check_resume`)."""
     if path.exists() and not path.is_dir():
         raise UserError(f"hydra.sweep.dir={path} is a file, not a directory")
+    if (path / "sweep.json").exists():
+        return
     if (path / "multirun.yaml").exists() or any(path.glob("*/.hydra")):
         raise UserError(
             f"hydra.sweep.dir={path} already holds a sweep: its finished jobs would be relabelled; "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from lstm_cls import STARTED, UserError, config, rundir
 from lstm_cls.checkpoints import write_json_atomic
 from lstm_cls.cli import fail
+from lstm_cls.tensorboard import log_to_tensorboard  # registers its resolver before Hydra resolves
 
 if TYPE_CHECKING:
     import lightning as L
@@ -40,19 +40,6 @@ warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")  # no
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
     lambda r: "litlogger" not in r.getMessage()
 )
-
-
-def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"model": {"hidden": 32}} -> {"model.hidden": 32}, for TensorBoard's HParams tab."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if k == "_target_":
-            continue
-        if isinstance(v, dict):
-            out.update(flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
-    return out
 
 
 def write_provenance(run_dir: Path) -> None:
@@ -128,7 +115,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     import torch
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from lstm_cls.checkpoints import AtomicCheckpointIO, load
+    from lstm_cls.checkpoints import AtomicCheckpointIO, carry_over, load
     from lstm_cls.fast_path import standard_path_reasons
 
     accelerator = str(cfg.trainer.get("accelerator"))
@@ -173,6 +160,9 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     loggers = [build(f"logger.{k}", c) for k, c in (cfg.get("logger") or {}).items()]
     callbacks = [build(f"callbacks.{k}", c) for k, c in (cfg.get("callbacks") or {}).items()]
+    snapshots = nested_snapshots(run_dir)
+    if snapshots:  # this job's first epochs are shorter jobs of the sweep: keep what they end with
+        callbacks.append(snapshots)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     reasons = standard_path_reasons(trainer_cfg, cfg.get("fast", True), callbacks)
     if reasons:
@@ -248,7 +238,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if model.first_step_at
         else None,
         "test_seconds": round(model.seconds["test"], 3),
-        "startup_seconds": round(model.first_step_at - STARTED, 3) if model.first_step_at else None,
+        "startup_seconds": round(model.first_step_at - JOB_STARTED[0], 3) if model.first_step_at else None,
         "threads": torch.get_num_threads(),  # what this run trained with: one per job in a sweep
         "world_size": trainer.world_size,
     }
@@ -261,7 +251,32 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         write_json_atomic(run_dir / "metrics.json", metrics)
         log_to_tensorboard(trainer, cfg, model, metrics)
         log.info("metrics: %s", json.dumps(metrics))
+        if snapshots:
+            from lstm_cls.nested import write_runs
+
+            tb = next(
+                (lg for lg in trainer.loggers if isinstance(lg, L.pytorch.loggers.TensorBoardLogger)), None
+            )
+            runs = write_runs(snapshots, model, dm, run_dir, metrics, accelerator, cfg, tb and tb.log_dir)
+            for run in runs:
+                log.info("nested epochs: wrote %s from this run's first epochs", run)
     return metrics
+
+
+def nested_snapshots(run_dir: Path) -> Any:
+    """In a sweep, the `Snapshots` callback when this job writes shorter jobs' runs (lstm_cls.sweeps)."""
+    if not in_multirun():
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    from lstm_cls import sweeps
+
+    targets = sweeps.derived_jobs(Path(HydraConfig.get().sweep.dir), run_dir)
+    if not targets:
+        return None
+    from lstm_cls.nested import Snapshots
+
+    return Snapshots(targets)
 
 
 def build(key: str, node: Any, **kwargs: Any) -> Any:
@@ -276,39 +291,6 @@ def build(key: str, node: Any, **kwargs: Any) -> Any:
         raise UserError(
             f"{key}: {str(cause).splitlines()[0] if str(cause) else type(cause).__name__}"
         ) from None
-
-
-def carry_over(ckpt_path: Path, checkpoints: Path, resume: Path) -> Path:
-    """Resume into a new run directory as if the run had never stopped: copy the old run's checkpoints that
-    the checkpoint callbacks remember (the best one above all) into `checkpoints`, and point their state
-    there. Lightning would otherwise drop the best-checkpoint record when the directory changes, and the
-    test would score the best epoch after the resume instead of the true best. Returns the checkpoint
-    to resume from (a copy: the old run's files are never touched)."""
-    import torch
-
-    from lstm_cls.checkpoints import load
-
-    ckpt = load(ckpt_path)
-    checkpoints.mkdir(parents=True, exist_ok=True)
-
-    def moved(path: str) -> str:
-        old = Path(path)
-        if not path or not old.is_file():
-            return path
-        new = checkpoints / old.name
-        if not new.exists():
-            shutil.copy2(old, new)
-        return str(new)
-
-    for state in ckpt.get("callbacks", {}).values():
-        if "dirpath" not in state:  # not a ModelCheckpoint
-            continue
-        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
-            state[key] = moved(state.get(key, ""))
-        state["best_k_models"] = {moved(k): v for k, v in state.get("best_k_models", {}).items()}
-        state["dirpath"] = str(checkpoints)
-    torch.save(ckpt, resume)
-    return resume
 
 
 def interrupted(trainer: L.Trainer, model: L.LightningModule, run_dir: Path, why: str, code: int) -> None:
@@ -328,35 +310,6 @@ def interrupted(trainer: L.Trainer, model: L.LightningModule, run_dir: Path, why
         file=sys.stderr,
     )
     sys.exit(code)
-
-
-def log_to_tensorboard(trainer: L.Trainer, cfg: DictConfig, model: L.LightningModule, metrics: dict) -> None:
-    """HParams tab (the run's settings and its final metrics) and the test confusion matrix."""
-    import lightning as L
-
-    tb = next((lg for lg in trainer.loggers if isinstance(lg, L.pytorch.loggers.TensorBoardLogger)), None)
-    if tb is None:
-        return
-    from torch.utils.tensorboard.summary import hparams
-
-    extra = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-    params = flat(OmegaConf.to_container(cfg, resolve=True), "")
-    params = {
-        k: v
-        for k, v in params.items()
-        if k.split(".")[0] in ("data", "model", "seed") or k in ("trainer.max_epochs",)
-    }
-    # the final values go in as scalars under their own tags; the HParams tab shows each tag's last value
-    names = [k for k in extra if not k.startswith(("train/", "val/", "test/"))]
-    tb.log_metrics({f"final/{k}": extra[k] for k in names}, step=int(metrics["epochs"]))
-    tags = {k: extra[k] for k in extra if k.startswith(("train/", "val/", "test/"))}
-    tags.update({f"final/{k}": extra[k] for k in names})
-    writer = tb.experiment._get_file_writer()
-    for summary in hparams(params, tags):
-        writer.add_summary(summary)
-    fig, _ = model.confusion.plot(val=model.confusion_matrix, labels=model.data_info["class_names"])
-    tb.experiment.add_figure("test/confusion_matrix", fig, global_step=int(metrics["best_epoch"]))
-    tb.experiment.flush()
 
 
 def in_multirun() -> bool:
@@ -388,8 +341,14 @@ def refuse(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dic
         fail(e)
 
 
+# when this run started: the command's start, or in a multirun the job's own (a worker process runs many)
+JOB_STARTED = [STARTED]
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    if in_multirun():
+        JOB_STARTED[0] = time.time()
     metrics = refuse(train, cfg)
     return metrics.get(cfg.get("optimized_metric"))
 

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
+from lstm_cls.config import kept_steps
+
 SPLITS = ("train", "val", "test")
 
 
@@ -176,6 +178,15 @@ def split_segments(
         for split, seg in split_bounds(g_start, g_end, val_fraction, test_fraction).items():
             segments[split].append(seg)
     return segments
+
+
+def latest_part(segments: list[tuple[int, int]], fraction: float) -> list[tuple[int, int]]:
+    """The latest `fraction` of each (start, end) step range, nearest the next split (`data.train_fraction`).
+
+    Each group's training part keeps its own latest steps, so every group still trains, and the steps
+    dropped are the oldest ones: validation and test segments, cut beforehand, never move.
+    """
+    return [(end - kept_steps(end - start, fraction), end) for start, end in segments]
 
 
 def nan_free(x: torch.Tensor, window: int, chunk: int = 1 << 20) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -89,7 +89,8 @@ def test_optimizer_is_adam_with_the_configured_lr_and_matches_torch_reference_ad
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
     moved = {n: (a - b).abs().max().item() for (n, a), b in zip(ours.named_parameters(), start, strict=True)}
     frozen = {n for n, p in ours.named_parameters() if not p.requires_grad}
-    assert frozen == {"net.lstm.bias_hh_l0"} and all(moved[n] == 0 for n in frozen)  # Keras' one bias per gate
+    assert frozen == {"net.lstm.bias_hh_l0"}  # Keras: one bias per gate
+    assert all(moved[n] == 0 for n in frozen)
     # 5 steps of lr 3e-3 moved every trainable tensor: the comparison is not vacuous
     assert min(v for n, v in moved.items() if n not in frozen) > 1e-3
 

@@ -60,7 +60,7 @@ def test_joblib_multirun_writes_one_run_per_job_each_on_one_thread(joblib_sweep)
     for run in runs:
         m = json.loads((run / "metrics.json").read_text())
         assert m["epochs"] == 3 and m["threads"] == 1
-        assert list(run.glob("events.out.tfevents.*")) and (run / "metrics.csv").is_file()
+        assert list(run.glob("tb/*/events.out.tfevents.*")) and (run / "metrics.csv").is_file()
         seen.add(m["params_trainable"])
     assert seen == {360, 816}  # hidden 4 (4*4*(13+4) + 16 + 50 + 22) and hidden 8 both ran
 

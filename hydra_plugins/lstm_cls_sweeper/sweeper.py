@@ -1,0 +1,141 @@
+"""The default sweeper of `python -m lstm_cls.train -m`: Hydra's BasicSweeper (the same grid, the same job
+folders, any launcher), made resumable, longest jobs first, and with nested epochs (lstm_cls/sweeps.py)."""
+
+# no `from __future__ import annotations`: Hydra loads plugin modules outside sys.modules, where
+# dataclasses cannot resolve string annotations
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LstmClsSweeperConf:
+    _target_: str = "hydra_plugins.lstm_cls_sweeper.sweeper.LstmClsSweeper"
+    max_batch_size: int | None = None
+    params: Any | None = None
+    nested: bool = True  # false: every job trains on its own, as with Hydra's basic sweeper
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="lstm_cls", node=LstmClsSweeperConf, provider="lstm_cls"
+)
+
+
+class LstmClsSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: int | None = None, params: dict | None = None, nested: bool = True):
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.nested = nested
+
+    def sweep(self, arguments: "list[str]") -> Any:
+        from lstm_cls import UserError, rundir, sweeps
+        from lstm_cls.cli import fail
+
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        jobs = [list(j) for j in self.split_arguments(overrides, None)[0]]  # Hydra's order: job i, folder i
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        try:
+            resuming = sweeps.check_resume(sweep_dir, jobs)
+            rundir.acquire(sweep_dir)  # a second copy of this sweep into the same folder is refused
+        except UserError as e:
+            fail(e)
+        try:
+            return self._run(jobs, sweep_dir, resuming)
+        finally:
+            rundir.release(sweep_dir)
+
+    def _compose(self, overrides: list[str], num: int) -> DictConfig:
+        """A job's config as the launcher composes it (this also checks that every job composes)."""
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(cfg):
+            cfg.hydra.job.num = num
+            cfg.hydra.job.id = f"{cfg.hydra.job.name}_{num}"
+        return cfg
+
+    def _run(self, jobs: list[list[str]], sweep_dir: Path, resuming: bool) -> Any:
+        from hydra.core.hydra_config import HydraConfig
+
+        from lstm_cls import sweeps
+
+        configs = [self._compose(j, i) for i, j in enumerate(jobs)]
+        dirs = []
+        for cfg in configs:  # each job's folder: hydra.sweep.subdir (its number, unless you set it)
+            HydraConfig.instance().set_config(cfg)
+            dirs.append(str(cfg.hydra.sweep.subdir))
+        HydraConfig.instance().set_config(self.config)
+        done = {i for i, d in enumerate(dirs) if sweeps.completed(sweep_dir / d)} if resuming else set()
+        plan = (
+            sweeps.plan(jobs, configs, done)
+            if self.nested
+            else sweeps.Plan(
+                launch=sorted(set(range(len(jobs))) - done, key=lambda i: -sweeps.cost(configs[i])),
+                skipped=sorted(done),
+            )
+        )
+        if done:
+            log.info(
+                "resuming %s: %d of %d jobs completed earlier are left as they are",
+                sweep_dir,
+                len(done),
+                len(jobs),
+            )
+        for i in [*plan.launch, *(j for d in plan.derived.values() for _, j in d)]:
+            moved = sweeps.set_aside(sweep_dir, sweep_dir / dirs[i])
+            if moved:
+                log.info("job %s: its unfinished earlier attempt was moved to %s", dirs[i], moved)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        nested = {}
+        for long, shorter in plan.derived.items():
+            nested[dirs[long]] = [{"epochs": e, "dir": dirs[j]} for e, j in shorter]
+            for _, j in shorter:  # the shorter jobs' .hydra/ now: the report reads them, whatever happens
+                cfg = configs[j]
+                with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+                    cfg.hydra.runtime.output_dir = str((sweep_dir / dirs[j]).resolve())
+                sweeps.write_hydra_files(cfg, sweep_dir / dirs[j])
+        (sweep_dir / sweeps.NESTED).write_text(json.dumps(nested, indent=1))
+        derived = sum(len(d) for d in plan.derived.values())
+        if derived:
+            log.info(
+                "nested epochs: %d jobs train, and write %d shorter jobs from their first epochs",
+                len(plan.derived),
+                derived,
+            )
+        started = time.time()
+        sweeps.write_state(
+            sweep_dir,
+            overrides=jobs,
+            dirs=dirs,
+            started=started,
+            finished=None,
+            jobs_at_once=sweeps.jobs_at_once(self.config.hydra.launcher),
+            jobs=len(jobs),
+            skipped=len(plan.skipped),
+            derived=derived,
+            launched=len(plan.launch),
+        )
+        # each job keeps its own folder whatever its place in the dispatch order
+        batch = [[*jobs[i], f"hydra.sweep.subdir={dirs[i]}"] for i in plan.launch]
+        returns = []
+        try:
+            if batch:
+                results = self.launcher.launch(batch, initial_job_idx=0)
+                returns.append(results)
+                for r in results:
+                    _ = (
+                        r.return_value
+                    )  # a failed job raises here, after every job ran: the sweep exits non-zero
+        finally:
+            sweeps.write_state(sweep_dir, finished=time.time())
+        return returns

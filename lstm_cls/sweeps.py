@@ -1,0 +1,195 @@
+"""What a sweep runs: resumable sweeps, the longest jobs first, and nested epochs.
+
+Hydra's sweeper (`hydra_plugins/lstm_cls_sweeper`) asks this module which jobs to launch:
+
+- **Resumable.** A rerun into the same `hydra.sweep.dir` launches only the jobs without a completed
+  `metrics.json`; `sweep.json` holds the sweep's job list, and a rerun with other settings is refused.
+  A killed attempt's files are moved aside to `.incomplete/`, never deleted.
+- **Longest first.** Jobs are dispatched by an estimate of their cost, so the long ones do not start last
+  and run alone while the other cores idle.
+- **Nested epochs.** Jobs that differ only in `trainer.max_epochs` share their first epochs exactly (same
+  seed, same data order), so only the longest of them trains; it writes each shorter job's run directory
+  as the shorter run would have (see `lstm_cls.nested`).
+
+No torch here: the sweeper runs in Hydra's main process before any job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lstm_cls import UserError
+from lstm_cls.checkpoints import write_json_atomic
+
+STATE = "sweep.json"  # the sweep's jobs, their folders, and its timing (the report reads it)
+NESTED = "nested.json"  # which job writes which shorter jobs' folders
+ASIDE = ".incomplete"  # killed or failed attempts, moved here when their job runs again
+EPOCHS = "trainer.max_epochs"
+
+
+def completed(run: Path) -> bool:
+    """Whether a job's folder holds a finished run (a failed, killed or interrupted one does not)."""
+    try:
+        return json.loads((run / "metrics.json").read_text()).get("status") == "completed"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def read_state(sweep_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((sweep_dir / STATE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise UserError(f"{sweep_dir / STATE} cannot be read ({e}); choose another hydra.sweep.dir") from None
+
+
+def check_resume(sweep_dir: Path, jobs: list[list[str]]) -> bool:
+    """Whether `sweep_dir` holds an earlier attempt of this very sweep (then it resumes). Refuses a folder
+    holding another sweep, or one made without `sweep.json` (its jobs' settings cannot be checked)."""
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise UserError(f"hydra.sweep.dir={sweep_dir} is a file, not a directory")
+    state = read_state(sweep_dir)
+    if state is None:
+        if (sweep_dir / "multirun.yaml").exists() or any(sweep_dir.glob("*/.hydra")):
+            raise UserError(
+                f"hydra.sweep.dir={sweep_dir} already holds a sweep this version cannot resume (no {STATE}): "
+                "its finished jobs would be relabelled; choose another hydra.sweep.dir"
+            )
+        return False
+    if state.get("overrides") != jobs:
+        before = {" ".join(j) for j in state.get("overrides", [])}
+        now = {" ".join(j) for j in jobs}
+        extra, missing = sorted(now - before), sorted(before - now)
+        example = (
+            f"new job: {extra[0]}" if extra else f"job no longer asked for: {missing[0]}" if missing else ""
+        )
+        raise UserError(
+            f"hydra.sweep.dir={sweep_dir} holds a sweep of other settings ({len(before)} jobs there, "
+            f"{len(now)} asked for; {example or 'another order'}); rerun it with the same overrides to "
+            "complete it, or choose another hydra.sweep.dir"
+        )
+    return True
+
+
+def nest_blocker(cfg: DictConfig) -> str | None:
+    """Why the first epochs of this job's run could differ from a shorter run's (None: they cannot).
+
+    Anything that reads the epoch count while training does: a cosine schedule over `max_epochs`,
+    stochastic weight averaging from a fraction of it, a step or time limit, a minimum epoch count.
+    """
+    t = cfg.trainer
+    if not isinstance(t.get("max_epochs"), int) or t.max_epochs <= 0:
+        return "trainer.max_epochs is not a positive count"
+    if t.get("max_steps") not in (None, -1) or t.get("max_time") is not None or t.get("min_epochs"):
+        return "a step, time or minimum-epoch limit"
+    if cfg.model.get("scheduler") == "cosine":
+        return "model.scheduler=cosine runs over trainer.max_epochs"
+    callbacks = cfg.get("callbacks") or {}
+    if any("StochasticWeightAveraging" in str((c or {}).get("_target_", "")) for c in callbacks.values()):
+        return "stochastic weight averaging starts at a fraction of trainer.max_epochs"
+    if cfg.get("ckpt_path"):
+        return "a resumed run"
+    return None
+
+
+def cost(cfg: DictConfig) -> float:
+    """A job's relative cost, to start the longest first: epochs x training windows / batch size, with
+    the hidden size breaking ties (a bigger LSTM takes longer per step)."""
+    fraction = cfg.data.get("train_fraction", 1.0) or 1.0
+    epochs = cfg.trainer.get("max_epochs") or 1
+    return epochs * fraction / max(int(cfg.data.get("batch_size", 1) or 1), 1) * (1 + cfg.model.hidden / 256)
+
+
+@dataclass
+class Plan:
+    """`launch`: job indices to launch, in dispatch order; `derived`: long job -> [(epochs, shorter job)]."""
+
+    launch: list[int] = field(default_factory=list)
+    derived: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)
+    not_nested: dict[int, str] = field(default_factory=dict)  # job -> why it trains on its own
+
+
+def plan(jobs: list[list[str]], configs: list[DictConfig], done: set[int]) -> Plan:
+    """Which of `jobs` (override lists, Hydra's order) to launch, and which a longer job derives."""
+    out = Plan(skipped=sorted(done))
+    todo = [i for i in range(len(jobs)) if i not in done]
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i in todo:  # jobs alike but for their epoch count
+        key = tuple(o for o in jobs[i] if o.partition("=")[0].lstrip("+~") != EPOCHS)
+        groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        members.sort(key=lambda i: configs[i].trainer.get("max_epochs") or 0)
+        longest = members[-1]
+        why = nest_blocker(configs[longest]) if len(members) > 1 else "alone"
+        if why is None:
+            out.derived[longest] = [(configs[i].trainer.max_epochs, i) for i in members[:-1]]
+            out.launch.append(longest)
+        else:
+            out.launch.extend(members)
+            if len(members) > 1:
+                out.not_nested.update({i: why for i in members})
+    out.launch.sort(key=lambda i: -cost(configs[i]))
+    return out
+
+
+def set_aside(sweep_dir: Path, run: Path) -> Path | None:
+    """Move a job folder's earlier, unfinished attempt (checkpoints, logs) to `.incomplete/`, so the job
+    can run again there; a `last.ckpt` in it can still be resumed by hand. Nothing is deleted."""
+    if not run.is_dir() or not any(p.name != ".hydra" for p in run.iterdir()):
+        if run.is_dir():
+            shutil.rmtree(run / ".hydra", ignore_errors=True)  # Hydra's own copy of the config: rewritten
+        return None
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    target = sweep_dir / ASIDE / f"{run.name}_{stamp}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    while target.exists():
+        n += 1
+        target = target.with_name(f"{run.name}_{stamp}_{n}")
+    os.replace(run, target)
+    return target
+
+
+def write_hydra_files(config: DictConfig, run: Path) -> None:
+    """A derived job's `.hydra/` as Hydra's launcher writes it for a job it runs: the job's composed
+    config, Hydra's config and the job's overrides (the report reads them)."""
+    out = run / str(config.hydra.output_subdir or ".hydra")
+    out.mkdir(parents=True, exist_ok=True)
+    task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+    OmegaConf.save(task, out / "config.yaml")
+    OmegaConf.save(OmegaConf.masked_copy(config, ["hydra"]), out / "hydra.yaml")
+    OmegaConf.save(config.hydra.overrides.task, out / "overrides.yaml")
+
+
+def write_state(sweep_dir: Path, **state: Any) -> None:
+    old = read_state(sweep_dir) or {}
+    write_json_atomic(sweep_dir / STATE, {**old, **state})
+
+
+def jobs_at_once(launcher: DictConfig) -> int:
+    """How many jobs the launcher runs together: joblib's n_jobs (-1: every core), else one at a time."""
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target.lower():
+        n = launcher.get("n_jobs", -1)
+        return os.cpu_count() or 1 if n is None or n < 0 else int(n)
+    return 1
+
+
+def derived_jobs(sweep_dir: Path, run_dir: Path) -> list[dict[str, Any]]:
+    """For a job of a sweep: the shorter jobs it writes ([{"epochs": E, "dir": path}]), if any."""
+    try:
+        table = json.loads((sweep_dir / NESTED).read_text())
+    except (OSError, ValueError):
+        return []
+    entries = table.get(str(run_dir.resolve().relative_to(sweep_dir.resolve())), [])
+    return [{"epochs": int(e["epochs"]), "dir": sweep_dir / e["dir"]} for e in entries]

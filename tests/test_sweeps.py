@@ -1,0 +1,124 @@
+"""The sweeper: nested epochs (a derived job equals a separate run), resumable sweeps, dispatch order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lstm_cls import sweeps
+
+from .conftest import TINY, compose_cfg, run_cli
+
+# figures that measure time, or name the job they came from: everything else must be equal
+NOT_COMPARED = {"fit_seconds", "train_seconds", "test_seconds", "startup_seconds", "derived_from"}
+
+
+def metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def nested_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sweep = tmp_path_factory.mktemp("nested") / "sweep"
+    args = [a for a in TINY if not a.startswith("trainer.max_epochs")]
+    r = run_cli("-m", *args, "trainer.max_epochs=2,4", "seed=7", f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return sweep
+
+
+def test_a_derived_job_equals_a_separate_run_key_by_key(nested_sweep: Path, tmp_path: Path) -> None:
+    derived, longest = nested_sweep / "0", nested_sweep / "1"
+    assert metrics(derived)["derived_from"] == "1" and "derived_from" not in metrics(longest)
+    assert json.loads((nested_sweep / "sweep.json").read_text())["derived"] == 1
+    args = [a for a in TINY if not a.startswith("trainer.max_epochs")]
+    alone = tmp_path / "alone"
+    r = run_cli(*args, "trainer.max_epochs=2", "seed=7", f"hydra.run.dir={alone}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    ours, theirs = metrics(derived), metrics(alone)
+    assert set(ours) - NOT_COMPARED == set(theirs) - NOT_COMPARED
+    for key in set(theirs) - NOT_COMPARED:
+        if isinstance(theirs[key], float):
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-6, abs=1e-7), key
+        else:
+            assert ours[key] == theirs[key], key
+    assert ours["epochs"] == 2 and metrics(longest)["epochs"] == 4
+    # the per-epoch history: the same epochs and values, and its own test row
+    a, b = pd.read_csv(derived / "metrics.csv"), pd.read_csv(alone / "metrics.csv")
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    pd.testing.assert_frame_equal(a, b, rtol=1e-6, check_dtype=False)
+    # its checkpoints are its own: the best within 2 epochs, and the newest pointing into its folder
+    import torch
+
+    last = torch.load(derived / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1 and all(
+        str(derived) in s["dirpath"] for s in last["callbacks"].values() if "dirpath" in s
+    )
+    assert (derived / ".hydra" / "config.yaml").read_text().count("max_epochs: 2") == 1
+    # TensorBoard: its own run, named by its swept value, holding its 2 epochs
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+        ea = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        ea.Reload()
+        return {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in ea.Tags()["scalars"]}
+
+    ours_tb, alone_tb = scalars(derived / "tb" / "epochs=2"), scalars(alone)
+    assert set(ours_tb) == set(alone_tb) and len(ours_tb["val/loss"]) == 2
+    for tag in ("val/loss", "train/acc", "norm/lstm", "test/acc"):
+        assert [s for s, _ in ours_tb[tag]] == [s for s, _ in alone_tb[tag]], tag
+        assert [v for _, v in ours_tb[tag]] == pytest.approx([v for _, v in alone_tb[tag]], rel=1e-6), tag
+
+
+def test_a_rerun_completes_only_the_missing_jobs(nested_sweep: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = [a for a in TINY if not a.startswith(("trainer.max_epochs", "model.hidden"))]
+    command = ["-m", *args, "model.hidden=4,8", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"]
+    assert run_cli(*command).returncode == 0
+    kept = (sweep / "0" / "metrics.json").stat().st_mtime_ns
+    # job 1 was killed: its folder holds a checkpoint but no completed metrics.json
+    (sweep / "1" / "metrics.json").unlink()
+    r = run_cli(*command)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "1 of 2 jobs completed earlier" in r.stdout + r.stderr
+    assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == kept  # left untouched
+    assert metrics(sweep / "1")["status"] == "completed"
+    (aside,) = (sweep / sweeps.ASIDE).iterdir()  # the killed attempt, kept
+    assert aside.name.startswith("1_") and (aside / "checkpoints" / "last.ckpt").exists()
+    from lstm_cls.report import find_runs
+
+    assert [p.name for p in find_runs(sweep)] == ["0", "1"]  # the attempt set aside is not a job
+    # the same folder with other settings: refused, nothing run
+    r = run_cli("-m", *args, "model.hidden=4,16", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error: hydra.sweep.dir=") and "other settings" in line
+    assert not (sweep / "2").exists()
+
+
+def test_plan_nests_shorter_jobs_and_starts_the_longest_first() -> None:
+    jobs = [
+        [f"model.hidden={h}", f"data.batch_size={b}", f"trainer.max_epochs={e}"]
+        for h in (8, 32)
+        for b in (16, 128)
+        for e in (10, 30)
+    ]
+    configs = [compose_cfg(*j) for j in jobs]
+    p = sweeps.plan(jobs, configs, done=set())
+    assert sorted(p.launch) == [1, 3, 5, 7]  # the 30-epoch job of each configuration trains
+    assert p.derived == {1: [(10, 0)], 3: [(10, 2)], 5: [(10, 4)], 7: [(10, 6)]}
+    assert p.launch[:2] == [5, 1]  # batch 16 before batch 128, hidden 32 before hidden 8
+    # a job completed earlier is neither launched nor derived; its partner trains alone
+    p = sweeps.plan(jobs, configs, done={1})
+    assert 0 in p.launch and 1 not in p.launch and p.skipped == [1]
+
+
+def test_nothing_nests_where_the_epoch_count_is_read_while_training() -> None:
+    jobs = [[f"trainer.max_epochs={e}", "model.scheduler=cosine"] for e in (5, 10)]
+    configs = [compose_cfg(*j) for j in jobs]
+    p = sweeps.plan(jobs, configs, done=set())
+    assert sorted(p.launch) == [0, 1] and not p.derived and "cosine" in p.not_nested[0]
+    jobs = [[f"trainer.max_epochs={e}", "callbacks=[default,swa]"] for e in (5, 10)]
+    assert not sweeps.plan(jobs, [compose_cfg(*j) for j in jobs], done=set()).derived
