@@ -17,6 +17,7 @@ from typing import Any
 
 import lightning as L
 import pandas as pd
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from lstm_cls.checkpoints import carry_over, write_json_atomic
 
@@ -87,52 +88,71 @@ def csv_rows(source: Path, epochs: int, test: dict[str, float]) -> pd.DataFrame:
     return pd.concat([rows, pd.DataFrame([test_row])], ignore_index=True)
 
 
-def tensorboard_events(
-    source: Path, run: Path, cfg: Any, model: L.LightningModule, metrics: dict[str, Any], epochs: int
-) -> None:
-    """The shorter run's TensorBoard run: the longer run's per-epoch scalars and weight histograms of its
-    first `epochs` epochs, then its own test scalars, final values and HParams entry."""
+class _FirstEpochs:
+    """A SummaryWriter that drops what comes after epoch `epochs` (the histograms the model adds itself)."""
+
+    def __init__(self, writer: Any, epochs: int) -> None:
+        self.writer, self.epochs = writer, epochs
+
+    def add_histogram(
+        self, tag: str, values: Any, global_step: int | None = None, *args: Any, **kw: Any
+    ) -> None:
+        if global_step is None or global_step <= self.epochs:
+            self.writer.add_histogram(tag, values, global_step, *args, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.writer, name)
+
+
+class FirstEpochsLogger(TensorBoardLogger):
+    """A shorter job's TensorBoard run, written while the longer job trains: everything logged for its
+    first `epochs` epochs, nothing after. (Reading the longer run's events back afterwards took ~2 s each.)"""
+
+    def __init__(self, epochs: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.epochs = epochs
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if step is None or step <= self.epochs:  # the step is the epoch count (the model logs it)
+            super().log_metrics(metrics, step)
+
+    @property
+    def experiment(self) -> Any:
+        return _FirstEpochs(TensorBoardLogger.experiment.fget(self), self.epochs)
+
+
+def tensorboard_loggers(snapshots: Snapshots) -> dict[int, FirstEpochsLogger]:
+    """A TensorBoard run for each shorter job, in its folder under its own label (`tb/epochs=10,...`)."""
     from omegaconf import OmegaConf
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from torch.utils.tensorboard import SummaryWriter
 
-    from lstm_cls.tensorboard import FINAL, TB_DIR, job_label, write_final
+    from lstm_cls.tensorboard import TB_DIR, job_label
 
-    hydra_cfg = OmegaConf.load(run / ".hydra" / "hydra.yaml")
-    label = job_label(hydra_cfg)
-    log_dir = run / TB_DIR / label if label else run
-    events = EventAccumulator(str(source), size_guidance={"scalars": 0, "histograms": 0})
-    events.Reload()
-    writer = SummaryWriter(str(log_dir))
-    tags = events.Tags()
-    for tag in tags.get("scalars", []):
-        if tag.startswith(("test/", FINAL)):  # the longer run's test and end: this run has its own
-            continue
-        for e in events.Scalars(tag):
-            if e.step <= epochs:
-                writer.add_scalar(tag, e.value, e.step, walltime=e.wall_time)
-    for tag in tags.get("histograms", []):
-        for e in events.Histograms(tag):
-            if e.step <= epochs:
-                h = e.histogram_value
-                writer.add_histogram_raw(
-                    tag,
-                    h.min,
-                    h.max,
-                    h.num,
-                    h.sum,
-                    h.sum_squares,
-                    h.bucket_limit,
-                    h.bucket,
-                    e.step,
-                    e.wall_time,
-                )
+    out = {}
+    for epochs, run in snapshots.targets.items():
+        label = job_label(OmegaConf.load(run / ".hydra" / "hydra.yaml"))
+        out[epochs] = FirstEpochsLogger(
+            epochs,
+            save_dir=str(run),
+            name="",
+            version=f"{TB_DIR}/{label}" if label else "",
+            default_hp_metric=False,
+        )
+    return out
+
+
+def tensorboard_end(logger: FirstEpochsLogger, cfg: Any, model: L.LightningModule, metrics: dict) -> None:
+    """The shorter run's own test scalars, final values and HParams entry, at its epoch count."""
+    from omegaconf import OmegaConf
+
+    from lstm_cls.tensorboard import write_final
+
+    hydra_cfg = OmegaConf.load(Path(logger.save_dir) / ".hydra" / "hydra.yaml")
+    writer = logger.experiment
     for key, value in model.epoch_metrics.get("test", {}).items():
-        writer.add_scalar(key, value, epochs)
-    write_final(
-        writer, log_dir, OmegaConf.merge(cfg, {"trainer": {"max_epochs": epochs}}), model, metrics, hydra_cfg
-    )
-    writer.close()
+        writer.add_scalar(key, value, logger.epochs)
+    shorter = OmegaConf.merge(cfg, {"trainer": {"max_epochs": logger.epochs}})
+    write_final(writer, logger.log_dir, shorter, model, metrics, hydra_cfg)
+    logger.finalize("success")
 
 
 def write_runs(
@@ -143,10 +163,10 @@ def write_runs(
     long_metrics: dict[str, Any],
     accelerator: str,
     cfg: Any,
-    tensorboard_dir: str | None = None,
+    tensorboard: dict[int, FirstEpochsLogger] | None = None,
 ) -> list[Path]:
     """Test each shorter run's best checkpoint and write its folder, `metrics.json` last (the mark of a
-    completed run). `tensorboard_dir`: the longer run's TensorBoard folder (None: no TensorBoard logger)."""
+    completed run). `tensorboard`: the shorter runs' loggers (`tensorboard_loggers`), if any."""
     from lstm_cls.checkpoints import load
 
     written = []
@@ -187,8 +207,8 @@ def write_runs(
             f"derived from job {long_run.name} of this sweep (nested epochs): it trained these "
             f"{snap['epochs']} epochs as its first, with the same seed and data order\n"
         )
-        if tensorboard_dir is not None:
-            tensorboard_events(Path(tensorboard_dir), run, cfg, model, metrics, snap["epochs"])
+        if tensorboard and epochs in tensorboard:
+            tensorboard_end(tensorboard[epochs], cfg, model, metrics)
         write_json_atomic(run / "metrics.json", metrics)
         written.append(run)
     return written

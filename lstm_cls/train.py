@@ -160,9 +160,14 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     loggers = [build(f"logger.{k}", c) for k, c in (cfg.get("logger") or {}).items()]
     callbacks = [build(f"callbacks.{k}", c) for k, c in (cfg.get("callbacks") or {}).items()]
-    snapshots = nested_snapshots(run_dir)
+    snapshots, shorter_tb = nested_snapshots(run_dir), {}
     if snapshots:  # this job's first epochs are shorter jobs of the sweep: keep what they end with
+        from lstm_cls.nested import tensorboard_loggers
+
         callbacks.append(snapshots)
+        if any(isinstance(lg, L.pytorch.loggers.TensorBoardLogger) for lg in loggers):
+            shorter_tb = tensorboard_loggers(snapshots)  # fed while this run trains, up to their epochs
+            loggers.extend(shorter_tb.values())
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     reasons = standard_path_reasons(trainer_cfg, cfg.get("fast", True), callbacks)
     if reasons:
@@ -254,11 +259,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if snapshots:
             from lstm_cls.nested import write_runs
 
-            tb = next(
-                (lg for lg in trainer.loggers if isinstance(lg, L.pytorch.loggers.TensorBoardLogger)), None
-            )
-            runs = write_runs(snapshots, model, dm, run_dir, metrics, accelerator, cfg, tb and tb.log_dir)
-            for run in runs:
+            for run in write_runs(snapshots, model, dm, run_dir, metrics, accelerator, cfg, shorter_tb):
                 log.info("nested epochs: wrote %s from this run's first epochs", run)
     return metrics
 
