@@ -16,15 +16,17 @@ No torch here: the sweeper runs in Hydra's main process before any job.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from lstm_cls import UserError
 from lstm_cls.checkpoints import write_json_atomic
@@ -101,12 +103,29 @@ def nest_blocker(cfg: DictConfig) -> str | None:
     return None
 
 
-def cost(cfg: DictConfig) -> float:
+def setting(job: list[str], key: str, base: DictConfig) -> Any:
+    """A setting's value for a job: from its overrides (the sweep's values), else the sweep's own config."""
+    for o in reversed(job):
+        k, _, v = o.partition("=")
+        if k.lstrip("+~") == key:
+            try:
+                return float(v)
+            except ValueError:
+                return v
+    return OmegaConf.select(base, key, default=None)
+
+
+def cost(job: list[str], base: DictConfig) -> float:
     """A job's relative cost, to start the longest first: epochs x training windows / batch size, with
-    the hidden size breaking ties (a bigger LSTM takes longer per step)."""
-    fraction = cfg.data.get("train_fraction", 1.0) or 1.0
-    epochs = cfg.trainer.get("max_epochs") or 1
-    return epochs * fraction / max(int(cfg.data.get("batch_size", 1) or 1), 1) * (1 + cfg.model.hidden / 256)
+    the hidden size breaking ties (a bigger LSTM takes longer per step). Read off the job's overrides,
+    so that ordering composes no config."""
+
+    def number(key: str, default: float) -> float:
+        v = setting(job, key, base)
+        return float(v) if isinstance(v, (int, float)) and v > 0 else default
+
+    epochs, fraction = number(EPOCHS, 1), number("data.train_fraction", 1)
+    return epochs * fraction / number("data.batch_size", 1) * (1 + number("model.hidden", 32) / 256)
 
 
 @dataclass
@@ -119,27 +138,59 @@ class Plan:
     not_nested: dict[int, str] = field(default_factory=dict)  # job -> why it trains on its own
 
 
-def plan(jobs: list[list[str]], configs: list[DictConfig], done: set[int]) -> Plan:
-    """Which of `jobs` (override lists, Hydra's order) to launch, and which a longer job derives."""
+def plan(
+    jobs: list[list[str]],
+    config: Callable[[int], DictConfig],
+    done: set[int],
+    base: DictConfig,
+    nested: bool = True,
+) -> Plan:
+    """Which of `jobs` (override lists, Hydra's order) to launch, and which a longer job derives.
+
+    `config(i)`: job i's composed config, asked for only where nesting must be checked (the longest job of
+    each group: composing takes ~0.13 s a job, 10 s for an 81-job study); `base`: the sweep's config."""
     out = Plan(skipped=sorted(done))
     todo = [i for i in range(len(jobs)) if i not in done]
     groups: dict[tuple[str, ...], list[int]] = {}
-    for i in todo:  # jobs alike but for their epoch count
-        key = tuple(o for o in jobs[i] if o.partition("=")[0].lstrip("+~") != EPOCHS)
+    for i in todo:  # jobs alike but for their epoch count (each job alone: nested=false)
+        key = tuple(o for o in jobs[i] if o.partition("=")[0].lstrip("+~") != EPOCHS) if nested else (str(i),)
         groups.setdefault(key, []).append(i)
     for members in groups.values():
-        members.sort(key=lambda i: configs[i].trainer.get("max_epochs") or 0)
-        longest = members[-1]
-        why = nest_blocker(configs[longest]) if len(members) > 1 else "alone"
+        epochs = {i: setting(jobs[i], EPOCHS, base) for i in members}
+        if len(members) > 1 and all(isinstance(e, float) and e.is_integer() for e in epochs.values()):
+            members.sort(key=lambda i: epochs[i])
+            longest = members[-1]
+            why = nest_blocker(config(longest))
+        else:
+            why = "alone" if len(members) == 1 else "trainer.max_epochs is not a count"
         if why is None:
-            out.derived[longest] = [(configs[i].trainer.max_epochs, i) for i in members[:-1]]
+            out.derived[longest] = [(int(epochs[i]), i) for i in members[:-1]]
             out.launch.append(longest)
         else:
             out.launch.extend(members)
             if len(members) > 1:
                 out.not_nested.update({i: why for i in members})
-    out.launch.sort(key=lambda i: -cost(configs[i]))
+    out.launch.sort(key=lambda i: -cost(jobs[i], base))
     return out
+
+
+def shorter_config(long: DictConfig, overrides: list[str], epochs: int, num: int, run: Path) -> DictConfig:
+    """A derived job's config, from its longer job's: Hydra would compose the same, but for the epoch
+    count and the job's own number, overrides and folder (composing it again costs ~0.13 s)."""
+    cfg = copy.deepcopy(long)
+    h = cfg.hydra
+    with read_write(cfg), open_dict(cfg):
+        cfg.trainer.max_epochs = epochs
+        h.overrides.task = list(overrides)
+        h.job.num, h.job.id = num, f"{h.job.name}_{num}"
+        h.runtime.output_dir = str(run.resolve())
+        kv = OmegaConf.select(h, "job.config.override_dirname.kv_sep", default="=")
+        old = next(o for o in long.hydra.overrides.task if o.partition("=")[0].lstrip("+~") == EPOCHS)
+        new = next(o for o in overrides if o.partition("=")[0].lstrip("+~") == EPOCHS)
+        h.job.override_dirname = str(h.job.override_dirname).replace(
+            old.replace("=", kv, 1), new.replace("=", kv, 1)
+        )
+    return cfg
 
 
 def set_aside(sweep_dir: Path, run: Path) -> Path | None:

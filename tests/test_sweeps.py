@@ -106,19 +106,45 @@ def test_plan_nests_shorter_jobs_and_starts_the_longest_first() -> None:
         for e in (10, 30)
     ]
     configs = [compose_cfg(*j) for j in jobs]
-    p = sweeps.plan(jobs, configs, done=set())
+    asked = []
+
+    def config(i: int):
+        asked.append(i)
+        return configs[i]
+
+    p = sweeps.plan(jobs, config, done=set(), base=compose_cfg())
+    assert sorted(asked) == [1, 3, 5, 7]  # only the longest of each group is composed (to check nesting)
     assert sorted(p.launch) == [1, 3, 5, 7]  # the 30-epoch job of each configuration trains
     assert p.derived == {1: [(10, 0)], 3: [(10, 2)], 5: [(10, 4)], 7: [(10, 6)]}
     assert p.launch[:2] == [5, 1]  # batch 16 before batch 128, hidden 32 before hidden 8
     # a job completed earlier is neither launched nor derived; its partner trains alone
-    p = sweeps.plan(jobs, configs, done={1})
+    p = sweeps.plan(jobs, configs.__getitem__, done={1}, base=compose_cfg())
     assert 0 in p.launch and 1 not in p.launch and p.skipped == [1]
+    p = sweeps.plan(jobs, configs.__getitem__, done=set(), base=compose_cfg(), nested=False)
+    assert sorted(p.launch) == list(range(8)) and not p.derived
 
 
 def test_nothing_nests_where_the_epoch_count_is_read_while_training() -> None:
     jobs = [[f"trainer.max_epochs={e}", "model.scheduler=cosine"] for e in (5, 10)]
     configs = [compose_cfg(*j) for j in jobs]
-    p = sweeps.plan(jobs, configs, done=set())
+    p = sweeps.plan(jobs, configs.__getitem__, done=set(), base=compose_cfg())
     assert sorted(p.launch) == [0, 1] and not p.derived and "cosine" in p.not_nested[0]
     jobs = [[f"trainer.max_epochs={e}", "callbacks=[default,swa]"] for e in (5, 10)]
-    assert not sweeps.plan(jobs, [compose_cfg(*j) for j in jobs], done=set()).derived
+    configs = [compose_cfg(*j) for j in jobs]
+    assert not sweeps.plan(jobs, configs.__getitem__, done=set(), base=compose_cfg()).derived
+
+
+def test_a_shorter_jobs_config_is_what_hydra_composes_for_it(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    long_job = ["model.hidden=8", "trainer.max_epochs=30", "seed=2"]
+    short_job = ["model.hidden=8", "trainer.max_epochs=10", "seed=2"]
+    derived = sweeps.shorter_config(compose_cfg(*long_job, hydra_config=True), short_job, 10, 4, tmp_path)
+    composed = compose_cfg(*short_job, hydra_config=True)
+    def task(cfg):  # the job's own config, as Hydra saves it in .hydra/config.yaml (unresolved)
+        return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+
+    assert task(derived) == task(composed)
+    assert list(derived.hydra.overrides.task) == short_job and derived.hydra.job.num == 4
+    assert derived.hydra.job.override_dirname == composed.hydra.job.override_dirname
+    assert derived.hydra.runtime.output_dir == str(tmp_path.resolve())

@@ -13,7 +13,7 @@ from typing import Any
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +68,24 @@ class LstmClsSweeper(BasicSweeper):
 
         from lstm_cls import sweeps
 
-        configs = [self._compose(j, i) for i, j in enumerate(jobs)]
-        dirs = []
-        for cfg in configs:  # each job's folder: hydra.sweep.subdir (its number, unless you set it)
-            HydraConfig.instance().set_config(cfg)
-            dirs.append(str(cfg.hydra.sweep.subdir))
-        HydraConfig.instance().set_config(self.config)
+        composed: dict[int, DictConfig] = {}
+
+        def config(i: int) -> DictConfig:  # composed only where needed: ~0.13 s a job
+            if i not in composed:
+                composed[i] = self._compose(jobs[i], i)
+            return composed[i]
+
+        subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir")
+        if subdir == "${hydra.job.num}":  # Hydra's default: the job's number
+            dirs = [str(i) for i in range(len(jobs))]
+        else:  # your own hydra.sweep.subdir: as each job's config resolves it
+            dirs = []
+            for i in range(len(jobs)):
+                HydraConfig.instance().set_config(config(i))
+                dirs.append(str(config(i).hydra.sweep.subdir))
+            HydraConfig.instance().set_config(self.config)
         done = {i for i, d in enumerate(dirs) if sweeps.completed(sweep_dir / d)} if resuming else set()
-        plan = (
-            sweeps.plan(jobs, configs, done)
-            if self.nested
-            else sweeps.Plan(
-                launch=sorted(set(range(len(jobs))) - done, key=lambda i: -sweeps.cost(configs[i])),
-                skipped=sorted(done),
-            )
-        )
+        plan = sweeps.plan(jobs, config, done, self.config, nested=self.nested)
         if done:
             log.info(
                 "resuming %s: %d of %d jobs completed earlier are left as they are",
@@ -99,10 +102,8 @@ class LstmClsSweeper(BasicSweeper):
         nested = {}
         for long, shorter in plan.derived.items():
             nested[dirs[long]] = [{"epochs": e, "dir": dirs[j]} for e, j in shorter]
-            for _, j in shorter:  # the shorter jobs' .hydra/ now: the report reads them, whatever happens
-                cfg = configs[j]
-                with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
-                    cfg.hydra.runtime.output_dir = str((sweep_dir / dirs[j]).resolve())
+            for e, j in shorter:  # the shorter jobs' .hydra/ now: the report reads them, whatever happens
+                cfg = sweeps.shorter_config(config(long), jobs[j], e, j, sweep_dir / dirs[j])
                 sweeps.write_hydra_files(cfg, sweep_dir / dirs[j])
         (sweep_dir / sweeps.NESTED).write_text(json.dumps(nested, indent=1))
         derived = sum(len(d) for d in plan.derived.values())
