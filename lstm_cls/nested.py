@@ -56,8 +56,9 @@ class Snapshots(L.Callback):
         last = Path(newest.best_model_path) if newest and newest.best_model_path else None
         # the newest checkpoint, with the checkpoint callbacks' state pointing into the shorter run's
         # folder (its best file is copied beside it): resuming it continues that run, not this one
+        kept = ""
         if last and last.is_file():
-            carry_over(last, ckpts, ckpts / last.name)
+            kept = str(carry_over(last, ckpts, ckpts / last.name))
         best = ""
         if watcher and watcher.best_model_path:
             best = str(ckpts / Path(watcher.best_model_path).name)
@@ -67,6 +68,7 @@ class Snapshots(L.Callback):
             "train": dict(model.epoch_metrics.get("train", {})),
             "val": dict(model.epoch_metrics.get("val", {})),
             "best": best,
+            "last": kept,
             "best_score": float(watcher.best_model_score) if best else None,
             "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
@@ -182,7 +184,10 @@ def write_runs(
             enable_model_summary=False,
         )
         before = model.seconds["test"]
-        tester.test(model, datamodule=dm, ckpt_path=snap["best"] or None, verbose=False, weights_only=True)
+        # the weights a run of these epochs tests: its best checkpoint (else its newest), loaded here; with
+        # ckpt_path= Lightning would warn that this tester lacks the checkpoint callbacks that wrote it
+        model.load_state_dict(load(snap["best"] or snap["last"])["state_dict"])
+        tester.test(model, datamodule=dm, verbose=False)
         test = dict(model.epoch_metrics.get("test", {}))
         metrics = dict(long_metrics)
         metrics.update({k: snap["train"].get(k) for k in ("train/loss", "train/acc")})

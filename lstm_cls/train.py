@@ -31,15 +31,35 @@ ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger(__name__)
 
-# num_workers=0 is deliberate: worker processes only compete with training for 2 cores
-warnings.filterwarnings("ignore", ".*does not have many workers.*")
-# the run directory already holds Hydra's .hydra/ when the CSV logger starts
-warnings.filterwarnings("ignore", ".*exists and is not empty.*")
-warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
-warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")  # nothing is logged per step
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-    lambda r: "litlogger" not in r.getMessage()
-)
+
+def quiet_libraries() -> None:
+    """Silence what the README explains once, in every process that trains: a joblib worker runs the job
+    function without ever running this module's top level (it is `__main__` in the parent)."""
+    # num_workers=0 is deliberate: worker processes only compete with training for 2 cores
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    # the run directory already holds Hydra's .hydra/ when the CSV logger starts (and nothing is deleted)
+    warnings.filterwarnings("ignore", ".*exists and is not empty.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")  # inside Lightning 2.6 itself
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")  # nothing is logged per step
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(getattr(f, "__name__", "") == "no_tips" for f in rank_zero.filters):
+
+        def no_tips(r: logging.LogRecord) -> bool:  # an advertisement for a cloud logger, every run
+            return "litlogger" not in r.getMessage()
+
+        rank_zero.addFilter(no_tips)
+    # Lightning gives its loggers console handlers of their own ("INFO: ..." on stderr): its lines then
+    # came twice, once there and once through Hydra's handlers. One way: through Hydra's (console and
+    # train.log), which a sweep job turns to its train.log alone
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            if type(h) is logging.StreamHandler:
+                lg.removeHandler(h)
+        lg.propagate = True
+
+
+quiet_libraries()
 
 
 def write_provenance(run_dir: Path) -> None:
@@ -118,6 +138,16 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from lstm_cls.checkpoints import AtomicCheckpointIO, carry_over, load
     from lstm_cls.fast_path import standard_path_reasons
 
+    quiet_libraries()  # Lightning is imported now: its own console handler can go
+    multirun = in_multirun()
+    # a sweep prints one line per job (`job_line`); the rest of a job's output goes to its train.log
+    say = log.info if multirun else print
+    if multirun:
+        root = logging.getLogger()
+        for h in list(root.handlers):
+            if type(h) is logging.StreamHandler:  # Hydra's console handler; its file handler stays
+                root.removeHandler(h)
+
     accelerator = str(cfg.trainer.get("accelerator"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise UserError(
@@ -138,7 +168,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         cfg.model, n_features=dm.n_features, n_classes=n_classes, class_weights=weights, _convert_="all"
     )
     model.data_info = dm.info()
-    print(model.summary())
+    say(model.summary())
     # windows per class of each split, by class name
     counts = {
         s: dict(zip(dm.class_names, torch.bincount(w.labels(), minlength=n_classes).tolist(), strict=True))
@@ -146,7 +176,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     }
     absent = {s: [c for c, k in per.items() if k == 0] for s, per in counts.items()}
     for split, per in counts.items():
-        print(f"{split} windows per class:", ", ".join(f"{c} {k:,}" for c, k in per.items()))
+        say(f"{split} windows per class: " + ", ".join(f"{c} {k:,}" for c, k in per.items()))
         if absent[split] and split != "train":  # a chronological split of real data can miss a rare class
             log.warning(
                 "the %s windows hold no class %s: its per-class scores are undefined", split, absent[split]
@@ -156,10 +186,12 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     steps, epochs = -(-len(train_labels) // cfg.data.batch_size), cfg.trainer.max_epochs
     total = f", {steps * epochs:,} over {epochs} epochs" if epochs and epochs > 0 else ""
     rows = f"{len(train_labels):,} rows, batch {cfg.data.batch_size}"
-    print(f"optimizer steps: {steps:,} per epoch ({rows}){total}")
+    say(f"optimizer steps: {steps:,} per epoch ({rows}){total}")
 
     loggers = [build(f"logger.{k}", c) for k, c in (cfg.get("logger") or {}).items()]
     callbacks = [build(f"callbacks.{k}", c) for k, c in (cfg.get("callbacks") or {}).items()]
+    if multirun:  # no progress bars from jobs running side by side: one line per job at its end
+        callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
     snapshots, shorter_tb = nested_snapshots(run_dir), {}
     if snapshots:  # this job's first epochs are shorter jobs of the sweep: keep what they end with
         from lstm_cls.nested import tensorboard_loggers
@@ -169,6 +201,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             shorter_tb = tensorboard_loggers(snapshots)  # fed while this run trains, up to their epochs
             loggers.extend(shorter_tb.values())
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if multirun:
+        trainer_cfg["enable_progress_bar"] = False
     reasons = standard_path_reasons(trainer_cfg, cfg.get("fast", True), callbacks)
     if reasons:
         # one batch per training_step, automatic optimization: every setting exactly as Lightning documents
@@ -256,12 +290,28 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         write_json_atomic(run_dir / "metrics.json", metrics)
         log_to_tensorboard(trainer, cfg, model, metrics)
         log.info("metrics: %s", json.dumps(metrics))
+        if multirun:
+            print(job_line(run_dir, metrics))
         if snapshots:
             from lstm_cls.nested import write_runs
 
             for run in write_runs(snapshots, model, dm, run_dir, metrics, accelerator, cfg, shorter_tb):
                 log.info("nested epochs: wrote %s from this run's first epochs", run)
+                print(job_line(run, json.loads((run / "metrics.json").read_text())))
     return metrics
+
+
+def job_line(run_dir: Path, metrics: dict[str, Any]) -> str:
+    """A sweep job's one line: its folder and overrides, status, best validation loss, test accuracy and
+    seconds (from the job's start; a derived job's: the seconds its longer job took to reach its epochs)."""
+    overrides = run_dir / ".hydra" / "overrides.yaml"
+    typed = " ".join(OmegaConf.load(overrides)) if overrides.is_file() else ""
+    seconds = metrics["fit_seconds"] if "derived_from" in metrics else time.time() - JOB_STARTED[0]
+    derived = f", derived from job {metrics['derived_from']}" if "derived_from" in metrics else ""
+    return (
+        f"job {run_dir.name} ({typed}): {metrics['status']}, val/best_loss {metrics['val/best_loss']:.4f}, "
+        f"test/acc {metrics['test/acc']:.3f}, {seconds:.1f} s{derived}"
+    )
 
 
 def nested_snapshots(run_dir: Path) -> Any:

@@ -53,9 +53,16 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, module: str = "lstm_cls.train", timeout: float = 300
+    *args: str,
+    cwd: Path | None = None,
+    module: str = "lstm_cls.train",
+    timeout: float = 300,
+    warnings: bool = False,
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    """`python -m module args`; `warnings=True` shows Python's warnings as a user would see them."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    if not warnings:
+        env["PYTHONWARNINGS"] = "ignore"
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd or ROOT,

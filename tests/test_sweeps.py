@@ -24,9 +24,27 @@ def metrics(run: Path) -> dict:
 def nested_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sweep = tmp_path_factory.mktemp("nested") / "sweep"
     args = [a for a in TINY if not a.startswith("trainer.max_epochs")]
-    r = run_cli("-m", *args, "trainer.max_epochs=2,4", "seed=7", f"hydra.sweep.dir={sweep}")
+    r = run_cli("-m", *args, "trainer.max_epochs=2,4", "seed=7", f"hydra.sweep.dir={sweep}", warnings=True)
     assert r.returncode == 0, r.stderr[-3000:]
+    (sweep.parent / "stdout.txt").write_text(r.stdout)
+    (sweep.parent / "stderr.txt").write_text(r.stderr)
     return sweep
+
+
+def test_a_sweep_prints_one_line_per_job_and_no_warning(nested_sweep: Path) -> None:
+    out = (nested_sweep.parent / "stdout.txt").read_text().splitlines()
+    jobs = [line for line in out if line.startswith("job ")]
+    assert len(jobs) == 2, out
+    assert (
+        jobs[0].startswith("job 1 (")
+        and "trainer.max_epochs=4" in jobs[0]
+        and ": completed, val/best_loss" in jobs[0]
+    )
+    assert jobs[1].startswith("job 0 (") and jobs[1].endswith("derived from job 1")
+    # the rest is Hydra's own launch lines; no progress bar, model summary or Lightning line
+    assert all(line.startswith(("job ", "[")) for line in out if line.strip()), out
+    err = (nested_sweep.parent / "stderr.txt").read_text()
+    assert "Warning" not in err and "INFO" not in err and "Tip" not in err, err[-2000:]
 
 
 def test_a_derived_job_equals_a_separate_run_key_by_key(nested_sweep: Path, tmp_path: Path) -> None:
@@ -141,6 +159,7 @@ def test_a_shorter_jobs_config_is_what_hydra_composes_for_it(tmp_path: Path) -> 
     short_job = ["model.hidden=8", "trainer.max_epochs=10", "seed=2"]
     derived = sweeps.shorter_config(compose_cfg(*long_job, hydra_config=True), short_job, 10, 4, tmp_path)
     composed = compose_cfg(*short_job, hydra_config=True)
+
     def task(cfg):  # the job's own config, as Hydra saves it in .hydra/config.yaml (unresolved)
         return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
 
