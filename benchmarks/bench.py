@@ -231,11 +231,56 @@ def inference(cfg) -> dict:
     return out
 
 
+def study_sweep(q: bool, results: dict) -> None:
+    # 3b. a 12-job study sweep over hidden x batch x epochs (Albury where ../shared has it): how much of the
+    # wall time the cores spend training, with nested epochs (the 10-epoch jobs derived from the 30-epoch
+    # ones) and without (+hydra.sweeper.nested=false: all 12 train)
+    albury = ROOT.parent / "shared" / "data" / "weatherAUS_albury.csv"
+    data = (
+        ["data=weather_aus", f"data.path={albury}"]
+        if albury.is_file()
+        else ["data.length=4000", "data.n_features=13"]
+    )
+    study = [
+        *data,
+        "model.hidden=8,32,128",
+        "data.batch_size=16,128",
+        f"trainer.max_epochs={'1,2' if q else '10,30'}",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        nested_s, plain_s = in_turns(
+            lambda: sweep_seconds("joblib", study, tmp, "nested"),
+            lambda: sweep_seconds("joblib", [*study, "+hydra.sweeper.nested=false"], tmp, "plain"),
+            not q,
+        )
+        eff = {kind: sweep_efficiency(Path(tmp), kind) for kind in ("nested", "plain")}
+    results["study_sweep"] = {
+        "data": "Albury" if albury.is_file() else "synthetic",
+        "nested_s": nested_s,
+        "plain_s": plain_s,
+        "efficiency": eff,
+    }
+    print(
+        f"3b. 12-job study sweep ({results['study_sweep']['data']}; hidden 8,32,128 x batch 16,128 x "
+        f"{'1,2' if q else '10,30'} epochs; joblib): nested epochs {statistics.mean(nested_s):.1f} s, "
+        f"every job trained {statistics.mean(plain_s):.1f} s; training time / (wall time x jobs at once): "
+        f"{eff['nested']['efficiency']:.2f} nested ({eff['nested']['trained']} jobs trained), "
+        f"{eff['plain']['efficiency']:.2f} without (target >= 0.80)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes: a smoke run, not the figures")
+    ap.add_argument(
+        "--only", choices=["study-sweep"], help="one section alone: 3b, the study sweep's efficiency"
+    )
     args = ap.parse_args()
     q = args.quick
+    if args.only == "study-sweep":
+        study_sweep(q, results := {})
+        return
     import lightning
     import torch
 
@@ -406,42 +451,7 @@ def main() -> None:
         f"the hardware's own ceiling, two plain torch loops at once vs one after another: {ceiling:.2f}x"
     )
 
-    # 3b. a 12-job study sweep over hidden x batch x epochs (Albury where ../shared has it): how much of the
-    # wall time the cores spend training, with nested epochs (the 10-epoch jobs derived from the 30-epoch
-    # ones) and without (+hydra.sweeper.nested=false: all 12 train)
-    albury = ROOT.parent / "shared" / "data" / "weatherAUS_albury.csv"
-    data = (
-        ["data=weather_aus", f"data.path={albury}"]
-        if albury.is_file()
-        else ["data.length=4000", "data.n_features=13"]
-    )
-    study = [
-        *data,
-        "model.hidden=8,32,128",
-        "data.batch_size=16,128",
-        f"trainer.max_epochs={'1,2' if q else '10,30'}",
-        "callbacks.progress_bar.refresh_rate=0",
-    ]
-    with tempfile.TemporaryDirectory() as tmp:
-        nested_s, plain_s = in_turns(
-            lambda: sweep_seconds("joblib", study, tmp, "nested"),
-            lambda: sweep_seconds("joblib", [*study, "+hydra.sweeper.nested=false"], tmp, "plain"),
-            not q,
-        )
-        eff = {kind: sweep_efficiency(Path(tmp), kind) for kind in ("nested", "plain")}
-    results["study_sweep"] = {
-        "data": "Albury" if albury.is_file() else "synthetic",
-        "nested_s": nested_s,
-        "plain_s": plain_s,
-        "efficiency": eff,
-    }
-    print(
-        f"3b. 12-job study sweep ({results['study_sweep']['data']}; hidden 8,32,128 x batch 16,128 x "
-        f"{'1,2' if q else '10,30'} epochs; joblib): nested epochs {statistics.mean(nested_s):.1f} s, "
-        f"every job trained {statistics.mean(plain_s):.1f} s; training time / (wall time x jobs at once): "
-        f"{eff['nested']['efficiency']:.2f} nested ({eff['nested']['trained']} jobs trained), "
-        f"{eff['plain']['efficiency']:.2f} without (target >= 0.80)"
-    )
+    study_sweep(q, results)
 
     # on a GPU (trainer=gpu): the series sits on the device and batches are gathered there (cuDNN LSTM)
     if torch.cuda.is_available():

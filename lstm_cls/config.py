@@ -7,13 +7,14 @@ key, the value and what is allowed, which the entry point turns into an `error:`
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lstm_cls import UserError, header
 
 NAN_RULES = ("ffill", "drop", "error")
+SCALES = ("standard", "robust", "none")  # data.scale (windows.SCALES: the same, beside the code applying it)
 LOSSES = ("ce", "bce", "mse")
 OUTPUTS = ("softmax", "tanh")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -30,6 +31,44 @@ def _int(v: Any) -> bool:
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def time_columns(time: Any) -> list[str]:
+    """data.time's columns, in order: none, one (a column name) or several (a list, whose columns' text is
+    joined with a space into one timestamp, e.g. separate Date and Time columns)."""
+    if time is None:
+        return []
+    if isinstance(time, str):
+        return [time]
+    return list(time)
+
+
+def _time_setting(time: Any) -> bool:
+    """data.time is null, a column name or a non-empty list of distinct column names."""
+    if time is None or isinstance(time, str):
+        return True
+    return (
+        isinstance(time, Sequence)
+        and len(time) > 0
+        and all(isinstance(c, str) for c in time)
+        and len(set(time)) == len(time)
+    )
+
+
+def check_time_columns(
+    names: Sequence[object], where: str, time: Any, target: str | None, group: str | None
+) -> None:
+    """A list data.time against a table's column names (a string data.time: `header.check_names`):
+    the columns it lacks, all named in one error, and a column that is also the target or the group."""
+    if time is None or isinstance(time, str):
+        return
+    cols = list(names)
+    missing = [c for c in time if c not in cols]
+    if missing:
+        raise UserError(f"data.time: no column {missing} in {where}; its columns are {cols}")
+    for key, name in (("data.target", target), ("data.group", group)):
+        if name is not None and name in time:
+            raise UserError(f"data.time and {key} both name column {name!r}; each needs its own column")
 
 
 def kept_steps(n: int, fraction: float) -> int:
@@ -254,6 +293,16 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
     _problems_train_fraction(d, fractions_ok, problems)
     if "nan" in d and d.nan not in NAN_RULES:
         problems.append(f"data.nan must be one of {', '.join(NAN_RULES)} (got {d.nan!r})")
+    if "scale" in d and d.scale not in SCALES:
+        problems.append(f"data.scale must be one of {', '.join(SCALES)} (got {d.scale!r})")
+    clip = d.get("clip")
+    if clip is not None and not (_number(clip) and math.isfinite(clip) and clip > 0):
+        problems.append(f"data.clip must be a number > 0, or null for no clipping (got {clip!r})")
+    if not _time_setting(d.get("time")):
+        problems.append(
+            "data.time must be a column name or a non-empty list of distinct column names, "
+            f"e.g. data.time=[Date,Time] (got {d.time!r})"
+        )
     if not (_int(cfg.get("seed", 0)) and 0 <= cfg.get("seed", 0) < 2**32):
         problems.append(f"seed must be an integer in [0, 2**32) (got {cfg['seed']!r})")
     if not isinstance(cfg.get("fast", True), bool):
@@ -288,11 +337,12 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
         if not d.get("target"):
             raise UserError("data.target is not set: pass data.target=COLUMN, the label column")
         features = list(d.features) if d.get("features") is not None else None
+        time, group = d.get("time"), d.get("group") or d.get("case")
         for key in ("path", "val_path", "test_path"):
             if d.get(key):  # existence, format and column names, from the header alone (no pandas)
-                header.check_columns(
-                    d[key], f"data.{key}", d.target, features, d.get("time"), d.get("group") or d.get("case")
-                )
+                one_time = time if isinstance(time, str) else None  # a list: checked just below
+                header.check_columns(d[key], f"data.{key}", d.target, features, one_time, group)
+                check_time_columns(header.columns(d[key], f"data.{key}"), str(d[key]), time, d.target, group)
 
 
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -301,7 +351,11 @@ PREDICTION_FILES = (".csv", ".parquet")
 
 def check_tool(tool: str, cfg: Mapping[str, Any]) -> Path:
     """The arguments of `predict`, `evaluate` and `export` (after `cli.parse` rejected unknown keys);
-    returns the output path, which holds nothing yet: nothing a user made is overwritten."""
+    returns the output path, which holds nothing yet: nothing a user made is overwritten.
+
+    Without `output=`, predict and evaluate write beside the checkpoint's run (`cli.run_folder`), never into
+    the current folder: `<run>/predictions/<file stem>.csv` and `<run>/evaluations/<file stem>.json`, with a
+    counter where the name is taken. export writes beside the checkpoint."""
     ckpt = cfg.get("ckpt_path")
     if not ckpt:
         raise UserError("ckpt_path is not set: pass ckpt_path=<run>/checkpoints/best.ckpt")
@@ -315,25 +369,34 @@ def check_tool(tool: str, cfg: Mapping[str, Any]) -> Path:
     if tool == "export" and cfg.get("format") not in EXPORT_FORMATS:
         problems.append(f"format must be one of {', '.join(EXPORT_FORMATS)} (got {cfg.get('format')!r})")
     output = str(cfg.get("output") or "")
-    if tool == "predict" and not output.lower().endswith(PREDICTION_FILES):
+    if tool == "predict" and output and not output.lower().endswith(PREDICTION_FILES):
         problems.append(f"output must end in .csv or .parquet (got {output!r})")
-    if tool == "evaluate" and not output.lower().endswith(".json"):
+    if tool == "evaluate" and output and not output.lower().endswith(".json"):
         problems.append(f"output must end in .json (got {output!r})")
-    if tool == "predict":
-        d = cfg["data"]
-        if d.get("nan") not in (None, *NAN_RULES):
-            problems.append(f"data.nan must be one of {', '.join(NAN_RULES)} (got {d['nan']!r})")
-        if d.get("dayfirst") not in (None, True, False):
-            problems.append(f"data.dayfirst must be true, false or null (got {d['dayfirst']!r})")
+    scoring = tool in ("predict", "evaluate")  # they read a data file with the checkpoint's settings
+    if scoring and cfg["data"].get("dayfirst") not in (None, True, False):
+        problems.append(f"data.dayfirst must be true, false or null (got {cfg['data']['dayfirst']!r})")
     if problems:
         raise UserError("; ".join(problems))
     if tool == "export" and not output:  # beside the checkpoint
         output = str(Path(ckpt).with_suffix(EXPORT_FORMATS[cfg["format"]]))
-    if Path(output).exists():
+    if output and Path(output).exists():
         raise UserError(f"output: {output} already exists; choose another output=")
-    if tool == "predict":
-        if not cfg["data"].get("path"):
-            raise UserError("data.path is not set: pass data.path=FILE, the table to predict on")
-        if not Path(cfg["data"]["path"]).is_file():
-            raise UserError(f"data.path: no such file: {cfg['data']['path']}")
-    return Path(output)
+    if not scoring:
+        return Path(output)
+    path = cfg["data"].get("path")
+    if not path:
+        what = "the file to predict on" if tool == "predict" else "a labelled file to score"
+        raise UserError(
+            f"data.path is not set: pass data.path=FILE, {what} (every other data setting "
+            "comes from the checkpoint)"
+        )
+    if not Path(path).is_file():
+        what = "is a directory, not a file" if Path(path).is_dir() else "no such file"
+        raise UserError(f"data.path: {what}: {path}")
+    if output:
+        return Path(output)
+    from lstm_cls.cli import file_stem, free_path, run_folder
+
+    folder = run_folder(ckpt) / ("predictions" if tool == "predict" else "evaluations")
+    return free_path(folder, file_stem(path), ".csv" if tool == "predict" else ".json")

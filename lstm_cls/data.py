@@ -18,15 +18,28 @@ from lstm_cls.windows import (
     SPLITS,
     Series,
     WindowSet,
-    fit_normaliser,
+    fit_scaler,
     latest_part,
     loader,
     make_splits,
-    normalise_,
+    scale_,
     split_segments,
 )
 
 log = logging.getLogger(__name__)
+
+
+def _clip(stats: dict[str, Any] | None, clip: float | None) -> float | None:
+    """data.clip, or a checkpoint's own (its `stats`) when it has one: evaluated as it was trained."""
+    if stats is not None and "clip" in stats:
+        clip = stats["clip"]
+    return None if clip is None else float(clip)
+
+
+def _time(time: Any) -> str | list[str] | None:
+    """data.time as plain data: a column name, or a list of them (Hydra hands over a ListConfig, which a
+    checkpoint's data_info, loaded with weights_only, could not hold)."""
+    return time if time is None or isinstance(time, str) else [str(c) for c in time]
 
 
 class BatchedDataModule(L.LightningDataModule):
@@ -40,6 +53,14 @@ class BatchedDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.block, self.eval_batch_size = block, eval_batch_size
         self.sets: dict[str, Any] = {}
+
+    # after setup(): what building a model needs (`n_features`, `n_classes`) and the classes' names
+    n_features: int
+    class_names: list[str]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
 
     def _on_device(self) -> dict[str, Any]:
         """The sets, moved once to the trainer's device (a GPU) when there is one."""
@@ -67,8 +88,9 @@ class WindowDataModule(BatchedDataModule):
     """Windows a `Series` from `load()` into (rows, timesteps, features) batches.
 
     Splits are chronological (train, val, test last; test a quarter of train by default), cut inside
-    every group, and normalised with statistics of the training steps only. `train_fraction` < 1 keeps
-    only the latest part of each group's training steps (a learning curve); val and test do not change.
+    every group, and scaled with statistics of the training steps only (`scale`: standard, robust or none;
+    then clipped to +-`clip` if set). `train_fraction` < 1 keeps only the latest part of each group's
+    training steps (a learning curve); val and test do not change.
     """
 
     nan: str | None = None  # a table source's missing-value rule (data.nan), named in the log
@@ -85,13 +107,18 @@ class WindowDataModule(BatchedDataModule):
         num_workers: int = 0,
         block: int = 64,
         eval_batch_size: int = 1024,
-        stats: dict[str, list[float]] | None = None,
+        stats: dict[str, Any] | None = None,
         train_fraction: float = 1.0,
+        scale: str = "standard",
+        clip: float | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, block, eval_batch_size)
         self.load = load
         self.train_fraction = train_fraction
-        self.stats = stats  # normalisation to use instead of fitting it (a checkpoint's, to evaluate it)
+        # scaling to use instead of fitting it (a checkpoint's data_info, to evaluate it): "mean", "std" and,
+        # if it has one, "clip", which then wins over `clip`: the checkpoint's windows are scaled as trained
+        self.stats = stats
+        self.scale, self.clip = (stats or {}).get("scale", scale), _clip(stats, clip)
         self.window, self.stride, self.horizon = window, stride, horizon
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.series: Series | None = None
@@ -120,8 +147,8 @@ class WindowDataModule(BatchedDataModule):
             # only that much data, its normaliser included; statistics of the steps left out would carry
             # information from data it was not given. The val/test windows are the same steps at every
             # fraction; only the normaliser that scales them is each run's own
-            self.mean, self.std = fit_normaliser(series.x, segments["train"])
-        normalise_(series.x, self.mean, self.std)
+            self.mean, self.std = fit_scaler(series.x, segments["train"], self.scale)
+        scale_(series.x, {"mean": self.mean, "std": self.std}, self.clip)
         starts, dropped = make_splits(series, segments, self.window, self.stride, self.horizon)
         if any(dropped.values()):
             log.info(
@@ -183,8 +210,11 @@ class WindowDataModule(BatchedDataModule):
         return {
             "feature_names": self.series.feature_names,
             "class_names": self.series.class_names,
+            # the centre and scale applied, whatever data.scale: x -> (x - mean) / std, then clipped to +-clip
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
+            "scale": self.scale,
+            "clip": self.clip,
             "window": self.window,
             "stride": self.stride,
             "horizon": self.horizon,
@@ -225,7 +255,7 @@ class CsvDataModule(WindowDataModule):
         path: str | None = None,
         target: str | None = None,
         features: list[str] | None = None,
-        time: str | None = None,
+        time: str | list[str] | None = None,
         group: str | None = None,
         groups: list | None = None,
         nan: str = "ffill",
@@ -239,7 +269,7 @@ class CsvDataModule(WindowDataModule):
         self.path, self.target, self.hint = path, target, hint
         self.columns = {
             "features": features,
-            "time": time,
+            "time": _time(time),  # a list: columns joined into one timestamp (sources.table)
             "group": group,
             "groups": groups,
             "dayfirst": dayfirst,
@@ -269,7 +299,7 @@ class CsvDataModule(WindowDataModule):
                 key = f"data.{split}_path"
                 df = sources.read_table(path, key)
                 # by name, in the training file's order: never the file's own choice of columns
-                skip = (self.target, cols["time"], cols["group"])
+                skip = (self.target, *sources.time_columns(cols["time"]), cols["group"])
                 sources.same_features(df, main.feature_names, skip, path, key, exact=cols["features"] is None)
                 part = sources.table(
                     df,
@@ -337,7 +367,8 @@ class SequenceDataModule(BatchedDataModule):
     (rows, timesteps, features) tensor, right-padded, with its length beside it; its label is the case's.
 
     The TEST file is the test set; validation is a stratified, seeded sample of the TRAIN cases
-    (`val_fraction`); normalisation is per channel, over the real steps of the training cases only.
+    (`val_fraction`); scaling (`scale`, `clip`) is per channel, over the real steps of the training cases
+    only.
     """
 
     def __init__(
@@ -347,12 +378,15 @@ class SequenceDataModule(BatchedDataModule):
         test_path: str | None = None,
         val_fraction: float = 0.2,
         seed: int = 0,
-        stats: dict[str, list[float]] | None = None,
+        stats: dict[str, Any] | None = None,
+        scale: str = "standard",
+        clip: float | None = None,
         **loader_kwargs: Any,
     ) -> None:
         super().__init__(**loader_kwargs)
         self.name, self.path, self.test_path = name, path, test_path
         self.val_fraction, self.seed, self.stats = val_fraction, seed, stats
+        self.scale, self.clip = (stats or {}).get("scale", scale), _clip(stats, clip)  # as WindowDataModule
         self._classes: list[str] = []
         self._channels: list[str] = []
 
@@ -378,10 +412,10 @@ class SequenceDataModule(BatchedDataModule):
         if self.stats is not None:
             self.mean, self.std = torch.tensor(self.stats["mean"]), torch.tensor(self.stats["std"])
         else:
-            self.mean, self.std = channel_stats([train.x[i] for i in fit])
+            self.mean, self.std = channel_stats([train.x[i] for i in fit], self.scale)
 
         def rows(xs: list, ys: Any) -> CaseSet:
-            x, lengths = pad(xs, self.mean, self.std)
+            x, lengths = pad(xs, self.mean, self.std, self.clip)
             return CaseSet(x, torch.as_tensor(ys, dtype=torch.long), lengths)
 
         self.sets = {
@@ -424,6 +458,8 @@ class SequenceDataModule(BatchedDataModule):
             "class_names": self._classes,
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
+            "scale": self.scale,
+            "clip": self.clip,
             "max_length": max(int(s.lengths.max()) for s in self.sets.values()),
             "source": self.name or self.path,
         }
@@ -440,7 +476,7 @@ class CaseTableDataModule(SequenceDataModule):
         path: str,
         target: str,
         features: list[str] | None = None,
-        time: str | None = None,
+        time: str | list[str] | None = None,
         dayfirst: bool | None = None,
         nan: str = "ffill",
         test_path: str | None = None,
@@ -449,8 +485,9 @@ class CaseTableDataModule(SequenceDataModule):
     ) -> None:
         # the window keys (window, stride, horizon) do not apply to whole cases
         keep = ("batch_size", "num_workers", "block", "eval_batch_size", "val_fraction", "seed", "stats")
+        keep += ("scale", "clip")
         super().__init__(path=path, test_path=test_path, **{k: v for k, v in kwargs.items() if k in keep})
-        self.case, self.target, self.time, self.dayfirst, self.nan = case, target, time, dayfirst, nan
+        self.case, self.target, self.time, self.dayfirst, self.nan = case, target, _time(time), dayfirst, nan
         self.features = list(features) if features is not None else None
         self.test_fraction = test_fraction
 

@@ -1,77 +1,150 @@
-"""Evaluate a checkpoint on test windows.
+"""Evaluate a checkpoint on a labelled file.
 
-    python -m lstm_cls.evaluate ckpt_path=... [data overrides] [output=evaluation.json]
+    python -m lstm_cls.evaluate ckpt_path=<run>/checkpoints/best.ckpt data.path=new.csv
 
-The data overrides are those of `lstm_cls.train` (e.g. `data=weather_aus data.path=...`); the windows
-and normalisation are the checkpoint's. Prints the test metrics and the confusion matrix and writes them
-as JSON.
+The whole file is scored, never split: every window with a label (or every case, for a model of labelled
+sequences), read with the checkpoint's data settings exactly as `predict` reads it (`predict.read`). Its
+labels must be the model's classes. Prints the metrics and the confusion matrix, and writes them as JSON
+beside the checkpoint's run: `<run>/evaluations/<file stem>.json` (a counter is added where that name is
+taken), or `output=`, which must not exist yet.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lstm_cls import UserError, config
-from lstm_cls.cli import parse, run
+from lstm_cls.cli import file_stem, free_path, parse, refuse_data_settings, run, run_folder, usage
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+DEFAULTS: dict[str, Any] = {
+    "ckpt_path": None,
+    "output": None,  # null: <run>/evaluations/<file stem>.json; never overwritten
+    "batch_size": 4096,
+    "threads": 1,
+    # which file, and how its dates are written (null: as in training); every other data setting is the
+    # checkpoint's: the windows, classes and normalisation the model was trained with
+    "data": {"path": None, "dayfirst": None},
+}
+ARGS = [  # key, default, meaning: --help prints them
+    ("ckpt_path", "(required)", "the model: outputs/runs/<run>/checkpoints/best.ckpt"),
+    ("data.path", "(required)", "the file (.csv, .csv.gz, .txt, .parquet; .ts), with the label column"),
+    ("data.dayfirst", "null", "its dates dd-mm-yyyy (true) or mm-dd-yyyy (false); null: as in training"),
+    ("output", "null", "null: <run>/evaluations/<file stem>.json; or a new .json file"),
+    ("batch_size", "4096", "windows per forward pass"),
+    ("threads", "1", "torch threads"),
+]
+HELP = usage(
+    "evaluate",
+    "Score a checkpoint on every labelled window (or case) of a whole file; print the metrics and the\n"
+    "confusion matrix, and write them as JSON. The file is read with the checkpoint's data settings\n"
+    "(target, features, time, group, window, stride, horizon, NaN rule, normalisation, classes): they\n"
+    "cannot be given.",
+    ARGS,
+    ["python -m lstm_cls.evaluate ckpt_path=outputs/runs/<run>/checkpoints/best.ckpt data.path=new.csv"],
+)
 
 
-def evaluate(ckpt_path: str, overrides: list[str], output: str) -> dict[str, Any]:
-    out = config.check_tool("evaluate", {"ckpt_path": ckpt_path, "output": output})
-    import hydra
+def confusion_table(names: Sequence[str], matrix: Sequence[Sequence[int]]) -> str:
+    """The confusion matrix as an aligned table: rows the true class, columns the predicted one. Every
+    column is as wide as the widest class name or count, and two spaces apart, so that counts never run
+    together (207 and 209 printed as `207209`)."""
+    first = max(len(n) for n in names)
+    width = max(max(len(n) for n in names), max(len(str(v)) for row in matrix for v in row))
+    lines = ["confusion matrix (rows: true class, columns: predicted class)"]
+    lines.append(" " * first + "".join(f"  {n:>{width}}" for n in names))
+    for name, row in zip(names, matrix, strict=True):
+        lines.append(f"{name:<{first}}" + "".join(f"  {v:>{width}}" for v in row))
+    return "\n".join(lines)
+
+
+def write_new(out: Path, result: dict[str, Any], stem: str | None) -> Path:
+    """Write `result` as JSON to `out`, never over an existing file. A name taken since the arguments were
+    checked is an error for the user's `output=` (stem None); for the default one, `stem` with the next
+    free counter."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2) + "\n"
+    while True:
+        try:
+            with open(out, "x") as f:  # "x": fails rather than replace a file
+                f.write(text)
+            return out
+        except FileExistsError:
+            if stem is None:
+                raise UserError(f"output: {out} appeared while evaluating; nothing was overwritten") from None
+            out = free_path(out.parent, stem, out.suffix)
+
+
+def evaluate(cfg: Any) -> dict[str, Any]:
+    """Score the checkpoint on every labelled window (or case) of `cfg.data.path`; print and write it."""
+    out = config.check_tool("evaluate", cfg)
+    import torch
+
+    from lstm_cls.checkpoints import load
+    from lstm_cls.predict import read
+
+    torch.set_num_threads(cfg.threads)
+    # the data settings first, and the file read with them, before Lightning's import (seconds): a file the
+    # model cannot score is refused at once
+    info = load(cfg.ckpt_path).get("data_info", {})
+    if info.get("kind") != "sequences" and not info.get("target"):
+        # its data is generated in memory from settings the checkpoint does not keep: no file to read
+        raise UserError(
+            "this model was trained on data=synthetic, which has no file to score: its test scores are in "
+            f"{run_folder(cfg.ckpt_path) / 'metrics.json'}; evaluate scores files of models trained "
+            "on data=csv or data=uea"
+        )
+    rows = read(info, cfg.data.path, labelled=True, dayfirst=cfg.data.dayfirst)
     import lightning as L
-    from hydra import compose, initialize_config_dir
 
     from lstm_cls.model import LSTMClassifier
+    from lstm_cls.windows import loader
 
-    model = LSTMClassifier.from_checkpoint(ckpt_path)
-    info = model.data_info
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "run_dir=."])
-    config.check(cfg)
-    keep = {k: info[k] for k in ("window", "stride", "horizon") if k in info}  # labelled sequences: none
-    dm = hydra.utils.instantiate(cfg.data, **keep, stats={"mean": info["mean"], "std": info["std"]})
-    dm.setup("test")
-    for what in ("feature_names", "class_names"):
-        got = dm.info()[what]
-        if got != info[what]:
-            raise UserError(
-                f"the data's {what.replace('_', ' ')} {got} differ from the checkpoint's {info[what]}"
-            )
+    # Lightning's start-up lines (no GPU, no TPU, a logger tip) say nothing about the scores
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+    model = LSTMClassifier.from_checkpoint(cfg.ckpt_path)
     trainer = L.Trainer(
         accelerator="cpu",
+        devices=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.test(model, datamodule=dm, verbose=False)
-    result = {
+    # the LightningModule's own test step: the same loss and metrics as the run's test
+    trainer.test(model, dataloaders=loader(rows.data, cfg.batch_size, False), verbose=False)
+    classes = info["class_names"]
+    counts = torch.bincount(rows.data.labels(), minlength=len(classes)).tolist()
+    result: dict[str, Any] = {
+        "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
+        "data_path": str(Path(cfg.data.path).resolve()),
         **model.epoch_metrics["test"],
-        "windows": len(dm.sets["test"]),
-        "class_names": info["class_names"],
+        "windows": len(rows.data),  # cases, for a model of labelled sequences (as in metrics.json)
+        **{f"classes/{c}": k for c, k in zip(classes, counts, strict=True)},
+        "class_names": classes,
         # rows: true class, columns: predicted class
         "confusion_matrix": model.confusion_matrix.tolist(),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "confusion_matrix"}))
-    width = max(len(c) for c in info["class_names"]) + 2
-    print("confusion matrix (rows: true, columns: predicted)")
-    print(" " * width + "".join(f"{c:>{width}}" for c in info["class_names"]))
-    for c, row in zip(info["class_names"], result["confusion_matrix"], strict=True):
-        print(f"{c:<{width}}" + "".join(f"{n:>{width}}" for n in row))
+    absent = [c for c, k in zip(classes, counts, strict=True) if k == 0]
+    if absent:  # AUROC of a class without positives is undefined: never torchmetrics' 0.0 for it
+        result["test/auroc"] = None
+        result["test/auroc_undefined"] = f"no window of class {', '.join(absent)}"
+    path = write_new(out, result, None if cfg.output else file_stem(cfg.data.path))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("confusion_matrix", "class_names")}))
+    print(confusion_table(classes, result["confusion_matrix"]))
+    print(f"wrote {path}")
     return result
 
 
 def main(argv: list[str]) -> None:
-    own = [a for a in argv if a.split("=", 1)[0] in ("ckpt_path", "output")]
-    cfg = parse({"ckpt_path": None, "output": "evaluation.json"}, own)
-    evaluate(cfg.ckpt_path, [a for a in argv if a not in own], cfg.output)
+    refuse_data_settings(argv, "evaluate", [k for k, _, _ in ARGS])
+    evaluate(parse(DEFAULTS, argv))
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, HELP)

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -919,9 +919,27 @@ def figures(root: Path, jobs: pd.DataFrame, hists: tuple, params: list[str]) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lstm_cls.report", description=__doc__.splitlines()[0])
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            # one `error:` line and exit code 2 (via cli.run), as every tool: not argparse's usage + error
+            raise UserError(f"{message} (python -m lstm_cls.report --help)")
+
+    parser = Parser(
+        prog="python -m lstm_cls.report",
+        # what it reads and writes: the docstring less its first line, the usage argparse prints itself
+        description=__doc__.partition("\n\n")[2] or __doc__,
+        epilog="examples:\n"
+        "  python -m lstm_cls.report outputs/multirun/2026-11-23_10-00-00.000000   # a sweep\n"
+        "  python -m lstm_cls.report outputs/runs/2026-11-23_10-00-00.000000       # a single run\n"
+        "The last line printed is the path of SWEEP_DIR/summary.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the paragraphs and examples as written
+    )
     parser.add_argument(
-        "sweep_dir", type=Path, help="a sweep (outputs/multirun/<date_time>) or a run directory"
+        "sweep_dir",
+        type=Path,
+        metavar="SWEEP_DIR",
+        help="a sweep (outputs/multirun/<date_time>) or a run directory (outputs/runs/<date_time>); "
+        "the report is written into it",
     )
     args = parser.parse_args(argv)
     summary = summarise(args.sweep_dir)
@@ -929,6 +947,7 @@ def main(argv: list[str] | None = None) -> None:
         print(line)
     print(f"{len(summary.jobs)} jobs: {summary.jobs.status.value_counts().to_dict()}")
     print(f"wrote {args.sweep_dir}/summary.csv, summary.md, {', '.join(summary.figures)}")
+    print(f"summary: {args.sweep_dir / 'summary.md'}")  # last: the one file to open
 
 
 if __name__ == "__main__":

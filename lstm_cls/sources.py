@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # pandas loads in the table functions: synthetic runs start 0
     import pandas as pd
 
 from lstm_cls import UserError, header
+from lstm_cls.config import check_time_columns, time_columns
 from lstm_cls.windows import Series
 
 log = logging.getLogger(__name__)
@@ -133,32 +134,58 @@ def _more(n: int) -> str:
     return f" and {n} more" if n else ""
 
 
-def _datetimes(parsed: pd.Series, name: str, where: str) -> pd.Series:
+def _columns(name: str | list[str]) -> str:
+    """How messages name data.time's column(s)."""
+    if isinstance(name, str):
+        return f"column {name!r}"
+    return f"columns {list(name)} (joined with a space)"
+
+
+def time_label(time: str | list[str] | None) -> str | None:
+    """The name of the time a table's steps carry (`Series.steps`): the column, or the columns joined with a
+    space (data.time=[Date,Time] -> "Date Time"); `predict` names its output column so."""
+    return None if time is None else " ".join(time_columns(time))
+
+
+def time_text(df: pd.DataFrame, time: list[str]) -> pd.Series:
+    """The text of several columns joined with a space per row, one timestamp to parse ("2015-02-04" and
+    "17:51:00" -> "2015-02-04 17:51:00"); missing (NaN) where any of them is missing."""
+    text = df[time[0]].astype(str).str.strip()
+    for c in time[1:]:
+        text = text + " " + df[c].astype(str).str.strip()
+    return text.where(df[time].notna().all(axis=1))
+
+
+def _datetimes(parsed: pd.Series, name: str | list[str], where: str) -> pd.Series:
     import pandas as pd
 
     if not pd.api.types.is_datetime64_any_dtype(parsed):  # e.g. Timestamps of several time zones
         raise UserError(
-            f"data.time: column {name!r} of {where} does not parse as one kind of date/time "
+            f"data.time: {_columns(name)} of {where} does not parse as one kind of date/time "
             "(several time zones?); give all times in one zone"
         )
     return parsed
 
 
-def parse_times(col: pd.Series, dayfirst: bool | None, name: str, where: str = "data.path") -> pd.Series:
+def parse_times(
+    col: pd.Series, dayfirst: bool | None, name: str | list[str], where: str = "data.path"
+) -> pd.Series:
     """Dates/times: ISO first; otherwise day-first or month-first, told by a field > 12 (or `dayfirst`).
 
     Numbers (step counts, epoch seconds) are kept as they are: they order the rows with no dates
     made up for them. Times of day without a date and dates without a year are UserErrors: pandas
-    would fill in today's date or the year 1, and sort by it.
+    would fill in today's date or the year 1, and sort by it. `name`: the column, or the list of columns
+    whose joined text `col` is (`time_text`), for messages.
     """
     import pandas as pd
 
+    what = _columns(name)
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         endless = np.isinf(col.to_numpy(float, na_value=np.nan))
         if endless.any():
             i = col.index[endless][0]
             raise UserError(
-                f"data.time: column {name!r} of {where} holds {col.loc[i]} at {_row(i)} "
+                f"data.time: {what} of {where} holds {col.loc[i]} at {_row(i)} "
                 "(1-based, header not counted); times must be finite"
             )
         return col
@@ -173,7 +200,7 @@ def parse_times(col: pd.Series, dayfirst: bool | None, name: str, where: str = "
     if clock.any():
         i = text.index[clock][0]
         raise UserError(
-            f"data.time: column {name!r} of {where} holds times of day without dates, such as "
+            f"data.time: {what} of {where} holds times of day without dates, such as "
             f"{text.loc[i]!r} at {_row(i)} (1-based, header not counted): pandas would put them on today's "
             "date; give full timestamps such as 2020-01-31 14:05:00"
         )
@@ -185,14 +212,14 @@ def parse_times(col: pd.Series, dayfirst: bool | None, name: str, where: str = "
         parsed = pd.to_datetime(col, dayfirst=dayfirst, format="mixed")
     except (ValueError, TypeError, OverflowError) as e:
         raise UserError(
-            f"data.time: column {name!r} of {where} does not parse as dates: {header.first_line(e)}"
+            f"data.time: {what} of {where} does not parse as dates: {header.first_line(e)}"
         ) from None
     parsed = _datetimes(parsed, name, where)
     yearless = (parsed.dt.year == 1).to_numpy(bool)  # "Jan 5": pandas makes it the year 1
     if yearless.any():
         i = parsed.index[yearless][0]
         raise UserError(
-            f"data.time: column {name!r} of {where} holds dates without a year, such as {col.loc[i]!r} at "
+            f"data.time: {what} of {where} holds dates without a year, such as {col.loc[i]!r} at "
             f"{_row(i)} (1-based, header not counted); give full dates such as 2020-01-31"
         )
     return parsed
@@ -207,7 +234,7 @@ def table(
     df: pd.DataFrame,
     target: str | None,
     features: list[str] | None = None,
-    time: str | None = None,
+    time: str | list[str] | None = None,
     group: str | None = None,
     groups: list | None = None,
     nan: str = "ffill",
@@ -219,7 +246,8 @@ def table(
 
     `df` is as `read_table` returns it: its index is each row's place in the file, which errors name.
     `classes` fixes the class names (for validation/test files, the training file's); otherwise they
-    are the target's values in sorted order.
+    are the target's values in sorted order. `time`: a column, or a list of columns whose text, joined
+    with a space, is one timestamp (separate Date and Time columns).
     """
     import pandas as pd
 
@@ -227,7 +255,11 @@ def table(
     twice = header.duplicates(cols)
     if twice:
         raise UserError(f"{where} has duplicate column names {twice}; each column needs its own name")
-    header.check_names(cols, where, target, features, time, group)
+    if time is not None and not isinstance(time, str):
+        time = [str(c) for c in time]  # a ListConfig from the command line, or a checkpoint's list
+    header.check_names(cols, where, target, features, time if isinstance(time, str) else None, group)
+    check_time_columns(cols, where, time, target, group)
+    time_cols = time_columns(time)
     if groups is not None:
         if group is None:
             raise UserError("data.groups needs data.group: the column whose values are separate series")
@@ -237,24 +269,29 @@ def table(
             raise UserError(f"data.groups: no group {unknown} in column {group!r} of {where}")
         df = df[df[group].astype(str).isin([str(g) for g in groups])]
 
+    # the column that holds the parsed times, the sort key: data.time, or the first of its columns (all of
+    # them are left out of the features, so nothing else reads it)
+    key = time_cols[0] if time_cols else None
     if time is not None:
-        df = df.assign(**{time: parse_times(df[time], dayfirst, time, where)})
-        missing = df[time].isna().to_numpy(bool)
+        raw = df[key] if len(time_cols) == 1 else time_text(df, time_cols)
+        df = df.assign(**{key: parse_times(raw, dayfirst, time, where)})
+        missing = df[key].isna().to_numpy(bool)
         if missing.any():  # sorting would put such rows at the end of their series, out of order
             raise UserError(
-                f"data.time: column {time!r} of {where} has no time at {_row(df.index[missing][0])} "
+                f"data.time: {_columns(time)} of {where} has no time at {_row(df.index[missing][0])} "
                 f"(1-based, header not counted){_more(int(missing.sum()) - 1)}; every row needs one"
             )
-    order = [c for c in (group, time) if c is not None]
+    order = [c for c in (group, key) if c is not None]
     if order:
         df = df.sort_values(order, kind="stable")  # stable: without a time column, file order is time order
     rows = df.index.to_numpy()  # each step's row number in the file, before sorting
     df = df.reset_index(drop=True)
     keys = df[group].astype(str).to_numpy() if group is not None else None
-    if time is not None:
-        _check_repeated_times(df[time], keys, rows, time, group, where)
+    if key is not None:
+        _check_repeated_times(df[key], keys, rows, time, group, where)
 
-    chosen = features if features is not None else [c for c in df.columns if c not in (target, time, group)]
+    skip = (target, group, *time_cols)
+    chosen = features if features is not None else [c for c in df.columns if c not in skip]
     numeric = {c: _as_numeric(df[c]) for c in chosen}
     bad = [c for c in chosen if numeric[c] is None]
     if features is not None and bad:
@@ -310,12 +347,17 @@ def table(
         )
     # pandas may hand out read-only arrays; torch wants writable ones (copied only when needed)
     x, labels = (np.require(a, requirements="W") for a in (x, labels))
-    steps = df[time].to_numpy() if time is not None else rows
+    steps = df[key].to_numpy() if key is not None else rows
     return Series(torch.from_numpy(x), torch.from_numpy(labels), bounds, names, classes, steps, group_names)
 
 
 def _check_repeated_times(
-    times: pd.Series, keys: np.ndarray | None, rows: np.ndarray, name: str, group: str | None, where: str
+    times: pd.Series,
+    keys: np.ndarray | None,
+    rows: np.ndarray,
+    name: str | list[str],
+    group: str | None,
+    where: str,
 ) -> None:
     """Refuse a time that occurs twice in one series: its steps' order would be the file's, unsaid."""
     t = times.to_numpy()
@@ -332,7 +374,8 @@ def _check_repeated_times(
         else "with no data.group (the whole file is one series)"
     )
     raise UserError(
-        f"data.time: timestamp {times.iloc[i]} occurs more than once in column {name!r} of {where} {within}, "
+        f"data.time: timestamp {times.iloc[i]} occurs more than once in {_columns(name)} of {where} "
+        f"{within}, "
         f"at data rows {a + 1} and {b + 1} (1-based, header not counted){_more(int(same.sum()) - 1)}; "
         "each step of a series needs its own time (set data.group if the file holds several series)"
     )

@@ -39,10 +39,12 @@ def trained(tmp_path_factory) -> Path:
 
     tmp = tmp_path_factory.mktemp("trained")
     table(150, 0).to_csv(tmp / "train.csv", index=False)
+    table(30, 3).to_csv(tmp / "test.csv", index=False)  # the run's test set: a whole file
     cfg = compose_cfg(
         f"run_dir={tmp / 'run'}",
         "data=csv",
         f"data.path={tmp / 'train.csv'}",
+        f"data.test_path={tmp / 'test.csv'}",
         "data.target=rain",
         "data.time=day",
         "data.group=site",
@@ -105,13 +107,10 @@ def test_predict_errors(trained, tmp_path):
 
 
 def test_evaluate_reproduces_the_runs_test_metrics(trained, tmp_path):
+    # the run's test set is test.csv, whole: evaluate given that file alone scores the same windows
     r = run_cli(
         f"ckpt_path={trained / 'run/checkpoints/best.ckpt'}",
-        "data=csv",
-        f"data.path={trained / 'train.csv'}",
-        "data.target=rain",
-        "data.time=day",
-        "data.group=site",
+        f"data.path={trained / 'test.csv'}",
         f"output={tmp_path / 'e.json'}",
         module="lstm_cls.evaluate",
     )
@@ -140,12 +139,16 @@ def test_export_matches_pytorch_on_the_test_windows(trained, tmp_path, fmt):
         time="day",
         group="site",
         window=info["window"],
-        stats={"mean": info["mean"], "std": info["std"]},
+        stats={"mean": [0.0, 0.0], "std": [1.0, 1.0]},  # scaled by nothing: the raw test windows
     )
     dm.setup("test")
     x, _ = dm.sets["test"][list(range(len(dm.sets["test"])))]
+    # the exported model scales raw windows itself, as the checkpoint's model was trained on them
+    scaled = (x - torch.tensor(info["mean"])) / torch.tensor(info["std"])
+    if info.get("clip") is not None:
+        scaled = scaled.clamp(-info["clip"], info["clip"])
     with torch.no_grad():
-        expected = model.probabilities(model(x)).numpy()
+        expected = model.probabilities(model(scaled)).numpy()
     if fmt == "onnx":
         import onnx
         import onnxruntime

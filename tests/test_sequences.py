@@ -129,6 +129,7 @@ def test_predict_on_a_ts_file_scores_each_case_as_the_test_did(make_cfg, tmp_pat
 def test_evaluate_a_sequence_model_on_the_archive_test_file(make_cfg, tmp_path):
     import json
 
+    from lstm_cls import uea
     from lstm_cls.train import train
 
     from .conftest import run_cli
@@ -142,10 +143,10 @@ def test_evaluate_a_sequence_model_on_the_archive_test_file(make_cfg, tmp_path):
     )
     m = train(cfg)
     out = tmp_path / "e.json"
+    test_file = uea._shipped()["BasicMotions"] / "BasicMotions_TEST.ts"  # the run's test set
     r = run_cli(
         f"ckpt_path={cfg.run_dir}/checkpoints/best.ckpt",
-        "data=uea",
-        "data.name=BasicMotions",
+        f"data.path={test_file}",
         f"output={out}",
         module="lstm_cls.evaluate",
     )
@@ -178,16 +179,18 @@ def test_export_of_a_sequence_model_matches_the_packed_lstm(make_cfg, tmp_path, 
     assert r.returncode == 0, r.stderr[-2000:]
     net, info = load_backbone(ckpt)
     cases = uea.load_named("JapaneseVowels", "test")
-    x, lengths = pad(cases.x, torch.tensor(info["mean"]), torch.tensor(info["std"]))  # 370 cases, 7-29 steps
+    mean, std = torch.tensor(info["mean"]), torch.tensor(info["std"])
+    x, lengths = pad(cases.x, mean, std, info.get("clip"))  # 370 cases, 7-29 steps
+    raw, _ = pad(cases.x, torch.zeros_like(mean), torch.ones_like(std))  # the exported model scales them
     with torch.no_grad():
         expected = net.probabilities(net(x, lengths)).numpy()  # packed
     if fmt == "onnx":
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(out))
-        got = session.run(None, {"cases": x.numpy(), "lengths": lengths.numpy()})[0]
+        got = session.run(None, {"cases": raw.numpy(), "lengths": lengths.numpy()})[0]
     else:
-        got = torch.jit.load(str(out))(x, lengths).detach().numpy()
+        got = torch.jit.load(str(out))(raw, lengths).detach().numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
