@@ -39,8 +39,8 @@ test-fast: $(STAMP)  ## the test suite without slow tests
 	$(PY) -m pytest -q -n 2 -m "not slow" $(ARGS)
 
 lint: $(STAMP)  ## ruff
-	$(PY) -m ruff check lstm_cls tests benchmarks
-	$(PY) -m ruff format --check lstm_cls tests benchmarks
+	$(PY) -m ruff check lstm_cls hydra_plugins tests benchmarks
+	$(PY) -m ruff format --check lstm_cls hydra_plugins tests benchmarks
 
 tensorboard: $(STAMP)  ## serve every run under outputs/ on http://localhost:6006
 	$(PY) -m tensorboard.main --logdir outputs --port 6006
