@@ -21,9 +21,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lstm_cls.checkpoints import carry_over, write_json_atomic
 
-# the figures of a run that depend on how long it trained; everything else is the longer run's own
-EPOCH_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/best_loss", "best_epoch", "epochs")
-
 
 class Snapshots(L.Callback):
     """At the start of epoch E (E epochs done), keep what a run of `max_epochs=E` would have ended with."""
@@ -96,11 +93,9 @@ class _FirstEpochs:
     def __init__(self, writer: Any, epochs: int) -> None:
         self.writer, self.epochs = writer, epochs
 
-    def add_histogram(
-        self, tag: str, values: Any, global_step: int | None = None, *args: Any, **kw: Any
-    ) -> None:
+    def add_histogram_raw(self, tag: str, *args: Any, global_step: int | None = None, **kw: Any) -> None:
         if global_step is None or global_step <= self.epochs:
-            self.writer.add_histogram(tag, values, global_step, *args, **kw)
+            self.writer.add_histogram_raw(tag, *args, global_step=global_step, **kw)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.writer, name)
@@ -186,7 +181,8 @@ def write_runs(
         before = model.seconds["test"]
         # the weights a run of these epochs tests: its best checkpoint (else its newest), loaded here; with
         # ckpt_path= Lightning would warn that this tester lacks the checkpoint callbacks that wrote it
-        model.load_state_dict(load(snap["best"] or snap["last"])["state_dict"])
+        tested = load(snap["best"] or snap["last"])
+        model.load_state_dict(tested["state_dict"])
         tester.test(model, datamodule=dm, verbose=False)
         test = dict(model.epoch_metrics.get("test", {}))
         metrics = dict(long_metrics)
@@ -196,7 +192,7 @@ def write_runs(
         metrics.update({f"test/{k}": test.get(f"test/{k}") for k in ("loss", "acc", "f1", "auroc")})
         if long_metrics.get("test/auroc") is None and "test/auroc_undefined" in long_metrics:
             metrics["test/auroc"] = None  # the same test split misses the same class
-        metrics["best_epoch"] = load(snap["best"])["epoch"] + 1 if snap["best"] else snap["epochs"]
+        metrics["best_epoch"] = tested["epoch"] + 1 if snap["best"] else snap["epochs"]
         metrics["epochs"] = snap["epochs"]
         metrics["global_step"] = snap["global_step"]
         metrics["fit_seconds"] = round(snap["fit_seconds"], 3)

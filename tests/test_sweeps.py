@@ -85,6 +85,11 @@ def test_a_derived_job_equals_a_separate_run_key_by_key(nested_sweep: Path, tmp_
 
     ours_tb, alone_tb = scalars(derived / "tb" / "epochs=2"), scalars(alone)
     assert set(ours_tb) == set(alone_tb) and len(ours_tb["val/loss"]) == 2
+    # and its weight histograms stop at its own last epoch, as a separate run's do
+    ea = EventAccumulator(str(derived / "tb" / "epochs=2"), size_guidance={"histograms": 0})
+    ea.Reload()
+    steps = {e.step for tag in ea.Tags()["histograms"] for e in ea.Histograms(tag)}
+    assert steps == {1, 2}
     for tag in ("val/loss", "train/acc", "norm/lstm", "test/acc"):
         assert [s for s, _ in ours_tb[tag]] == [s for s, _ in alone_tb[tag]], tag
         assert [v for _, v in ours_tb[tag]] == pytest.approx([v for _, v in alone_tb[tag]], rel=1e-6), tag
