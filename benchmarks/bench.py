@@ -6,8 +6,8 @@ Every figure is measured in this run, side by side with a reference measured in 
      and Lightning's standard path (fast=false) beside it
   2. peak memory of a 10M-step series against its own size
   3. 4 sweep jobs with the joblib launcher against the same 4 run one after another
-     3b. the efficiency of a 12-job study sweep (training time / (wall time x jobs at once)), with nested
-     epochs and without
+     3b. the efficiency of a 12-job study sweep (training time / (wall time x jobs at once)): the forkserver
+     launcher against Hydra's joblib launcher, with nested epochs, and the forkserver launcher without
   4. inference windows/s (test evaluation, and a raw no-grad forward) on one core
   5. start-up: seconds from the command to the first training step
 """
@@ -233,8 +233,9 @@ def inference(cfg) -> dict:
 
 def study_sweep(q: bool, results: dict) -> None:
     # 3b. a 12-job study sweep over hidden x batch x epochs (Albury where ../shared has it): how much of the
-    # wall time the cores spend training, with nested epochs (the 10-epoch jobs derived from the 30-epoch
-    # ones) and without (+hydra.sweeper.nested=false: all 12 train)
+    # wall time the cores spend training. The forkserver launcher and Hydra's joblib launcher in turns, both
+    # with nested epochs (the 10-epoch jobs derived from the 30-epoch ones); then the forkserver launcher
+    # without (+hydra.sweeper.nested=false: all 12 train)
     albury = ROOT.parent / "shared" / "data" / "weatherAUS_albury.csv"
     data = (
         ["data=weather_aus", f"data.path={albury}"]
@@ -249,24 +250,30 @@ def study_sweep(q: bool, results: dict) -> None:
         "callbacks.progress_bar.refresh_rate=0",
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        nested_s, plain_s = in_turns(
-            lambda: sweep_seconds("joblib", study, tmp, "nested"),
-            lambda: sweep_seconds("joblib", [*study, "+hydra.sweeper.nested=false"], tmp, "plain"),
+        fork_s, joblib_s = in_turns(
+            lambda: sweep_seconds("forkserver", study, tmp),
+            lambda: sweep_seconds("joblib", study, tmp),
             not q,
         )
-        eff = {kind: sweep_efficiency(Path(tmp), kind) for kind in ("nested", "plain")}
+        plain = [*study, "+hydra.sweeper.nested=false"]
+        plain_s = [sweep_seconds("forkserver", plain, tmp, "plain") for _ in range(1 if q else 2)]
+        eff = {kind: sweep_efficiency(Path(tmp), kind) for kind in ("forkserver", "joblib", "plain")}
     results["study_sweep"] = {
         "data": "Albury" if albury.is_file() else "synthetic",
-        "nested_s": nested_s,
-        "plain_s": plain_s,
+        "forkserver_s": fork_s,
+        "joblib_s": joblib_s,
+        "plain_forkserver_s": plain_s,
         "efficiency": eff,
     }
     print(
         f"3b. 12-job study sweep ({results['study_sweep']['data']}; hidden 8,32,128 x batch 16,128 x "
-        f"{'1,2' if q else '10,30'} epochs; joblib): nested epochs {statistics.mean(nested_s):.1f} s, "
-        f"every job trained {statistics.mean(plain_s):.1f} s; training time / (wall time x jobs at once): "
-        f"{eff['nested']['efficiency']:.2f} nested ({eff['nested']['trained']} jobs trained), "
-        f"{eff['plain']['efficiency']:.2f} without (target >= 0.80)"
+        f"{'1,2' if q else '10,30'} epochs), training time / (wall time x jobs at once), target >= 0.80:\n"
+        f"   forkserver launcher, nested epochs ({eff['forkserver']['trained']} jobs train): "
+        f"{statistics.mean(fork_s):.1f} s, {eff['forkserver']['efficiency']:.2f}; every job trained: "
+        f"{statistics.mean(plain_s):.1f} s, {eff['plain']['efficiency']:.2f}\n"
+        f"   Hydra's joblib launcher, nested epochs: {statistics.mean(joblib_s):.1f} s, "
+        f"{eff['joblib']['efficiency']:.2f} (timed in turns with the forkserver's, "
+        f"{'A B B A' if not q else 'A B'})"
     )
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lstm_cls import UserError, cli
+from lstm_cls import UserError, cli, sweeps
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -411,8 +410,8 @@ def _mtimes(paths: list[Path]) -> list[float]:
 
 
 def jobs_at_once(root: Path, n_jobs: int) -> int:
-    """How many jobs the launcher ran side by side, from SWEEP_DIR/multirun.yaml: its n_jobs, all cores for
-    joblib's -1 (or none given), else one. Never more than the sweep has jobs."""
+    """How many jobs the launcher ran side by side, from SWEEP_DIR/multirun.yaml (`sweeps.jobs_at_once`),
+    never more than the sweep has jobs."""
     launcher: Any = {}
     f = root / "multirun.yaml"
     if f.is_file():
@@ -423,13 +422,7 @@ def jobs_at_once(root: Path, n_jobs: int) -> int:
             print("multirun.yaml cannot be read: counting one job at once", file=sys.stderr)
     if not isinstance(launcher, dict):
         launcher = {}
-    n = launcher.get("n_jobs")
-    if _positive_int(n):
-        at_once = n
-    elif n in (-1, None) and "joblib" in str(launcher.get("_target_", "")):
-        at_once = os.cpu_count() or 1
-    else:
-        at_once = 1
+    at_once = sweeps.jobs_at_once(launcher)
     # 16 cores running 4 jobs keep only 4 busy: counting 16 would understate the efficiency
     return max(1, min(at_once, n_jobs))
 

@@ -227,13 +227,26 @@ def write_state(sweep_dir: Path, **state: Any) -> None:
     write_json_atomic(sweep_dir / STATE, {**old, **state})
 
 
-def jobs_at_once(launcher: DictConfig) -> int:
-    """How many jobs the launcher runs together: joblib's n_jobs (-1: every core), else one at a time."""
-    target = str(launcher.get("_target_", ""))
-    if "joblib" in target.lower():
-        n = launcher.get("n_jobs", -1)
-        return os.cpu_count() or 1 if n is None or n < 0 else int(n)
-    return 1
+# launchers that run n_jobs side by side, with joblib's reading of it (lstm_cls's forkserver takes the same)
+PARALLEL_LAUNCHERS = ("joblib", "forkserver")
+
+
+def jobs_at_once(launcher: Any) -> int:
+    """How many jobs a launcher config (`hydra.launcher`, a mapping) runs side by side: joblib's or the
+    forkserver launcher's n_jobs (`slots`), else one at a time."""
+    target = str(launcher.get("_target_", "")).lower() if hasattr(launcher, "get") else ""
+    if not any(name in target for name in PARALLEL_LAUNCHERS):
+        return 1
+    return slots(launcher.get("n_jobs", -1))
+
+
+def slots(n_jobs: Any) -> int:
+    """n_jobs as joblib reads it: a positive count; -1 (or none) every core, -2 all but one, ..."""
+    if n_jobs is None:
+        n_jobs = -1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        return 1
+    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
 
 
 def derived_jobs(sweep_dir: Path, run_dir: Path) -> list[dict[str, Any]]:

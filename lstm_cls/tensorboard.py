@@ -11,6 +11,7 @@ before the ~4 s of torch imports.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -94,7 +95,14 @@ def swept_keys(sweep_dir: Path) -> list[str]:
     path = Path(sweep_dir) / "multirun.yaml"
     if not path.is_file():
         return []
-    return _swept(OmegaConf.load(path).get("hydra"))
+    st = path.stat()
+    # a job asks up to 6 times (its own and each shorter job's label and HParams): read the file once
+    return list(_swept_in_file(str(path.resolve()), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _swept_in_file(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    return tuple(_swept(OmegaConf.load(path).get("hydra")))
 
 
 def _hydra(cfg: Any = None) -> Any:

@@ -1,0 +1,142 @@
+"""hydra/launcher=forkserver: jobs side by side, each forked from a process that imported torch once."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing.forkserver
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lstm_cls import sweeps
+
+from .conftest import ROOT, TINY, run_cli
+
+# figures that measure time: everything else must equal a run of its own
+TIMINGS = {"fit_seconds", "train_seconds", "test_seconds", "startup_seconds"}
+BASE = [a for a in TINY if not a.startswith(("model.hidden", "trainer.max_epochs"))]
+
+
+def metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def forked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    sweep = tmp_path_factory.mktemp("forkserver") / "sweep"
+    r = run_cli(
+        "-m",
+        *BASE,
+        "model.hidden=4,8",
+        "trainer.max_epochs=2",
+        "seed=1,2",
+        "hydra/launcher=forkserver",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+        warnings=True,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return sweep, r
+
+
+def test_every_job_completes_on_one_thread_with_one_line_and_no_warning(forked) -> None:
+    sweep, r = forked
+    lines = [line for line in r.stdout.splitlines() if line.startswith("job ")]
+    assert sorted(line.split(" (")[0] for line in lines) == ["job 0", "job 1", "job 2", "job 3"]
+    assert all(": completed, val/best_loss" in line for line in lines), lines
+    for job in "0123":
+        m = metrics(sweep / job)
+        assert m["status"] == "completed" and m["threads"] == 1 and m["epochs"] == 2
+        assert not (sweep / job / ".lock").exists()
+    assert json.loads((sweep / "sweep.json").read_text())["jobs_at_once"] == 2
+    assert "Traceback" not in r.stderr and "Warning" not in r.stderr, r.stderr[-3000:]
+
+
+def test_a_forked_job_equals_a_run_of_its_own(forked, tmp_path: Path) -> None:
+    sweep, _ = forked
+    # job 3 is hidden 8, seed 2 (Hydra's order: the last override varies fastest)
+    assert "model.hidden=8" in (sweep / "3" / ".hydra" / "overrides.yaml").read_text()
+    alone = tmp_path / "alone"
+    r = run_cli(*BASE, "model.hidden=8", "trainer.max_epochs=2", "seed=2", f"hydra.run.dir={alone}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    ours, theirs = metrics(sweep / "3"), metrics(alone)
+    assert set(ours) == set(theirs)
+    for key in set(theirs) - TIMINGS:
+        if isinstance(theirs[key], float):
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-6, abs=1e-7), key
+        else:
+            assert ours[key] == theirs[key], key
+
+
+def test_a_killed_job_fails_alone_and_says_why(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    # 200 epochs over 20,000 rows run for minutes, and start first (the longest); 1 and 2 epochs take seconds
+    command = [
+        sys.executable,
+        "-m",
+        "lstm_cls.train",
+        "-m",
+        "data.length=20000",
+        "data.window=8",
+        "model.hidden=4",
+        "trainer.max_epochs=200,1,2",
+        "+hydra.sweeper.nested=false",
+        "callbacks.progress_bar.refresh_rate=0",
+        "hydra/launcher=forkserver",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        lock = sweep / "0" / ".lock"  # job 0 (200 epochs) holds its folder with its own pid
+        deadline = time.monotonic() + 120
+        while not (lock.is_file() and lock.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pid = int(lock.read_text())
+        assert pid != proc.pid  # a process of its own, not the command's
+        os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    assert "the job's process ended without a result (signal 9)" in err
+    assert (sweep / "0" / "error.txt").read_text() == (
+        "RuntimeError: the job's process ended without a result (signal 9)\n"
+    )
+    assert not (sweep / "0" / "metrics.json").exists()
+    # every other job ran to its end
+    done = [d for d in sweep.iterdir() if (d / "metrics.json").is_file()]
+    assert len(done) == 2 and all(metrics(d)["status"] == "completed" for d in done)
+    assert sum(line.startswith("job ") for line in out.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("n_jobs", "cores", "expected"),
+    [(3, 8, 3), (-1, 8, 8), (None, 8, 8), (-2, 8, 7), (-16, 8, 1), (0, 8, 1), ("2", 8, 1), (True, 8, 1)],
+)
+def test_n_jobs_reads_as_joblib_reads_it(monkeypatch, n_jobs, cores, expected) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    target = "hydra_plugins.lstm_cls_launcher.launcher.ForkserverLauncher"
+    assert sweeps.jobs_at_once({"_target_": target, "n_jobs": n_jobs}) == expected
+    assert sweeps.jobs_at_once({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}) == 1
+
+
+def test_the_standard_library_pieces_it_starts_early_are_there() -> None:
+    # the launcher starts the fork server as it is set up, so that the imports overlap the composing
+    assert callable(multiprocessing.forkserver.ensure_running)
+    assert "forkserver" in multiprocessing.get_all_start_methods()
+
+
+def test_the_fork_servers_quick_exit_does_nothing_anywhere_else() -> None:
+    # imported by any other process, the module leaves its exit code alone
+    code = "import sys, lstm_cls.forkserver_exit as m; assert not m.in_fork_server(); sys.exit(3)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 3
