@@ -23,7 +23,7 @@ train: $(STAMP)  ## train the reference model (experiment=cm3) on the synthetic 
 	$(PY) -m lstm_cls.train $(ARGS)
 
 sweep: $(STAMP)  ## the overfitting study (27 jobs, on all cores); ARGS="seed=1,2,3 data=..." adds to it
-	$(PY) -m lstm_cls.train -m experiment=overfitting hydra/launcher=joblib $(ARGS)
+	$(PY) -m lstm_cls.train -m experiment=overfitting hydra/launcher=forkserver $(ARGS)
 
 report: $(STAMP)  ## tables and figures for a sweep: make report SWEEP=outputs/multirun/<date_time>
 	$(PY) -m lstm_cls.report $(SWEEP)

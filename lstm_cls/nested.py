@@ -105,9 +105,10 @@ class FirstEpochsLogger(TensorBoardLogger):
     """A shorter job's TensorBoard run, written while the longer job trains: everything logged for its
     first `epochs` epochs, nothing after. (Reading the longer run's events back afterwards took ~2 s each.)"""
 
-    def __init__(self, epochs: int, **kwargs: Any) -> None:
+    def __init__(self, epochs: int, hydra_cfg: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.epochs = epochs
+        self.hydra_cfg = hydra_cfg  # the shorter job's .hydra/hydra.yaml, read once (~60 ms)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if step is None or step <= self.epochs:  # the step is the epoch count (the model logs it)
@@ -126,9 +127,11 @@ def tensorboard_loggers(snapshots: Snapshots) -> dict[int, FirstEpochsLogger]:
 
     out = {}
     for epochs, run in snapshots.targets.items():
-        label = job_label(OmegaConf.load(run / ".hydra" / "hydra.yaml"))
+        hydra_cfg = OmegaConf.load(run / ".hydra" / "hydra.yaml")
+        label = job_label(hydra_cfg)
         out[epochs] = FirstEpochsLogger(
             epochs,
+            hydra_cfg,
             save_dir=str(run),
             name="",
             version=f"{TB_DIR}/{label}" if label else "",
@@ -143,7 +146,7 @@ def tensorboard_end(logger: FirstEpochsLogger, cfg: Any, model: L.LightningModul
 
     from lstm_cls.tensorboard import write_final
 
-    hydra_cfg = OmegaConf.load(Path(logger.save_dir) / ".hydra" / "hydra.yaml")
+    hydra_cfg = logger.hydra_cfg or OmegaConf.load(Path(logger.save_dir) / ".hydra" / "hydra.yaml")
     writer = logger.experiment
     for key, value in model.epoch_metrics.get("test", {}).items():
         writer.add_scalar(key, value, logger.epochs)
