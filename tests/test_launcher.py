@@ -140,3 +140,54 @@ def test_the_fork_servers_quick_exit_does_nothing_anywhere_else() -> None:
     # imported by any other process, the module leaves its exit code alone
     code = "import sys, lstm_cls.forkserver_exit as m; assert not m.in_fork_server(); sys.exit(3)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 3
+
+
+def test_ctrl_c_stops_every_job_where_it_is_and_exits_130(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    # two long jobs at once; Ctrl-C as a terminal sends it: to the whole process group
+    args = [
+        "-m",
+        "data.length=20000",
+        "data.window=8",
+        "model.hidden=4",
+        "trainer.max_epochs=200",
+        "seed=1,2",
+        "callbacks.progress_bar.refresh_rate=0",
+        "hydra/launcher=forkserver",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    before = signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a terminal's Ctrl-C finds it
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lstm_cls.train", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, before)
+    try:
+        deadline = time.monotonic() + 120
+        # both jobs are training: each has saved its newest checkpoint once
+        while time.monotonic() < deadline and not all(
+            (sweep / j / "checkpoints" / "last.ckpt").is_file() for j in "01"
+        ):
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err, err[-3000:]
+    for job in "01":
+        m = metrics(sweep / job)
+        assert m["status"] == "interrupted" and m["epochs"] < 200, m
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()  # where to resume from
+        assert not (sweep / job / ".lock").exists()
+    assert json.loads((sweep / "sweep.json").read_text())["finished"] is not None

@@ -16,6 +16,7 @@ import inspect
 import logging
 import multiprocessing
 import multiprocessing.connection
+import signal
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -109,6 +110,11 @@ class ForkserverLauncher(Launcher):
         returns: list[JobReturn | None] = [None] * len(job_overrides)
         ahead = Ahead(self.hydra_context, self.config, list(enumerate(job_overrides)))
         ahead.start()
+        # Ctrl-C reaches the jobs too (one process group): each stops where it is and saves last.ckpt. This
+        # process waits for them (the `finally` below) before it reports the interrupt, whatever handler the
+        # command had (lstm_cls's exits at once, fine while importing, too soon here)
+        main = threading.current_thread() is threading.main_thread()
+        handler = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
         try:
             while waiting or running:
                 while waiting and len(running) < slots:
@@ -138,11 +144,14 @@ class ForkserverLauncher(Launcher):
                     job.process.join()
         finally:
             ahead.stop.set()
-            # Ctrl-C reached the jobs too: each stops on its own (Lightning saves last.ckpt), then ends
-            for job in running.values():
-                job.process.join(timeout=60)
-                if job.process.is_alive():
-                    job.process.terminate()
+            try:
+                for job in running.values():  # after Ctrl-C: stopping on their own
+                    job.process.join(timeout=60)
+                    if job.process.is_alive():
+                        job.process.terminate()
+            finally:
+                if main:
+                    signal.signal(signal.SIGINT, handler)
         return [r for r in returns if r is not None]
 
 
