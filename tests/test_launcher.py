@@ -191,3 +191,19 @@ def test_ctrl_c_stops_every_job_where_it_is_and_exits_130(tmp_path: Path) -> Non
         assert (sweep / job / "checkpoints" / "last.ckpt").is_file()  # where to resume from
         assert not (sweep / job / ".lock").exists()
     assert json.loads((sweep / "sweep.json").read_text())["finished"] is not None
+
+
+def test_optunas_sweeper_launches_through_it_too(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    r = run_cli(
+        "hparams_search=optuna",
+        *BASE,
+        "trainer.max_epochs=1",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra/launcher=forkserver",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert all(metrics(sweep / job)["status"] == "completed" for job in "01")
+    assert "best_value" in (sweep / "optimization_results.yaml").read_text()
