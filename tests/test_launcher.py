@@ -207,3 +207,28 @@ def test_optunas_sweeper_launches_through_it_too(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
     assert all(metrics(sweep / job)["status"] == "completed" for job in "01")
     assert "best_value" in (sweep / "optimization_results.yaml").read_text()
+
+
+def test_a_dead_job_is_failed_and_its_error_txt_never_covers_what_it_wrote(tmp_path: Path) -> None:
+    from hydra_plugins.lstm_cls_launcher.launcher import died
+
+    # killed before it wrote anything: error.txt says so, and the sweep sees a failure
+    ret = died(["seed=1"], -9, str(tmp_path / "a"))
+    assert (tmp_path / "a" / "error.txt").read_text() == (
+        "RuntimeError: the job's process ended without a result (signal 9)\n"
+    )
+    with pytest.raises(RuntimeError, match="signal 9"):
+        _ = ret.return_value
+    # its own error written first: kept
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "error.txt").write_text("UserError: model.hidden must be a positive integer\n")
+    died(["seed=1"], 1, str(tmp_path / "b"))
+    assert (tmp_path / "b" / "error.txt").read_text().startswith("UserError")
+    # completed its run, then died on the way home: no error.txt beside a completed run
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "metrics.json").write_text(json.dumps({"status": "completed"}))
+    died(["seed=1"], -9, str(tmp_path / "c"))
+    assert not (tmp_path / "c" / "error.txt").exists()
+    # never got as far as its folder: nothing written anywhere
+    with pytest.raises(RuntimeError, match="exit code 1"):
+        _ = died(["seed=1"], 1, None).return_value

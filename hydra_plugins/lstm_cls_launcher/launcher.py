@@ -84,9 +84,11 @@ class ForkserverLauncher(Launcher):
         self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
         self.context = multiprocessing.get_context(start_method())
         if start_method() == "forkserver":
+            from multiprocessing import forkserver
+
             self.context.set_forkserver_preload([*self.preload, SERVER])
             # start it now: it imports while the sweeper composes the jobs, not after
-            multiprocessing.forkserver.ensure_running()
+            forkserver.ensure_running()
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.task_function is not None and self.hydra_context is not None
@@ -188,12 +190,21 @@ class Job:
 def died(overrides: Sequence[str], exitcode: int | None, folder: str | None) -> JobReturn:
     """A job whose process ended without sending its result: failed, with the reason in its error.txt (as a
     job that raises writes), so that `report` lists it among the failed jobs and a rerun trains it again."""
+    from lstm_cls import sweeps
+
     how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
     error = RuntimeError(f"the job's process ended without a result ({how})")
-    if folder is not None and not (Path(folder) / "error.txt").exists():
+    # a job that wrote its error, or died after completing its own run, keeps its files as they are
+    if (
+        folder is not None
+        and not (Path(folder) / "error.txt").exists()
+        and not sweeps.completed(Path(folder))
+    ):
         Path(folder).mkdir(parents=True, exist_ok=True)
         (Path(folder) / "error.txt").write_text(f"{type(error).__name__}: {error}\n")
-    return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=error)
+    failed = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
+    failed.return_value = error
+    return failed
 
 
 def resolve(module: str, qualname: str) -> TaskFunction:
@@ -235,7 +246,9 @@ def run_one(
     try:  # cloudpickle: Hydra's configs hold classes of plugin modules that plain pickle cannot find
         result = cloudpickle.dumps(ret)
     except Exception as e:  # an exception that does not pickle: its text goes home instead
-        ret._return_value = RuntimeError(f"{type(ret._return_value).__name__}: {ret._return_value} ({e})")
+        # (reading it through `return_value` would raise it: the dataclass field holds it)
+        cause = vars(ret)["_return_value"]
+        ret.return_value = RuntimeError(f"{type(cause).__name__}: {cause} ({e})")
         result = cloudpickle.dumps(ret)
     send.send_bytes(result)
     send.close()
