@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig
@@ -17,7 +17,21 @@ from lstm_cls import config
 from lstm_cls.checkpoints import write_json_atomic
 from lstm_cls.train import cli, refuse
 
+if TYPE_CHECKING:
+    import numpy as np
+
 log = logging.getLogger(__name__)
+
+
+def padded(x: np.ndarray, lengths: np.ndarray | None, longest: int, centre: np.ndarray | None) -> np.ndarray:
+    """Cases [cases, steps, features] padded (with 0) or cut to `longest` steps; with `centre` [features],
+    every step past a case's own length holds it instead. `lengths` None: windows, all of one length."""
+    import numpy as np
+
+    out = np.pad(x, ((0, 0), (0, max(0, longest - x.shape[1])), (0, 0)))[:, :longest].copy()
+    if centre is not None and lengths is not None:
+        out[np.arange(longest)[None, :] >= lengths[:, None]] = centre
+    return out
 
 
 def baselines(cfg: DictConfig) -> dict[str, Any]:
@@ -29,17 +43,23 @@ def baselines(cfg: DictConfig) -> dict[str, Any]:
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")
 
-    def rows(split: str) -> tuple[np.ndarray, np.ndarray]:
+    def rows(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         ws = dm.sets[split]
         batch = ws[list(range(len(ws)))]  # x [rows, timesteps, features], y (, lengths): fine at these sizes
-        return batch[0].numpy(), batch[1].numpy()
+        return batch[0].numpy(), batch[1].numpy(), batch[2].numpy() if len(batch) > 2 else None
 
-    x_train, y_train = rows("train")
-    x_test, y_test = rows("test")
-    # labelled sequences of unequal length: test cases zero-padded (zero is the training mean after
-    # normalisation) or cut to the training cases' length, which the baselines' fixed inputs need
+    x_train, y_train, len_train = rows("train")
+    x_test, y_test, len_test = rows("test")
+    # labelled sequences of unequal length: test cases padded or cut to the training cases' length, which the
+    # baselines' fixed inputs need. The padding is read as data here: it is the training centre, which
+    # scaling maps to 0; unscaled (data.scale=none), each channel's training mean, never a raw 0
     longest = x_train.shape[1]
-    x_test = np.pad(x_test, ((0, 0), (0, max(0, longest - x_test.shape[1])), (0, 0)))[:, :longest]
+    centre = None
+    if len_train is not None and getattr(dm, "scale", None) == "none":
+        real = np.arange(longest)[None, :] < len_train[:, None]  # [cases, timesteps]: a case's own steps
+        centre = x_train[real].mean(axis=0)  # [features]: over every real training step
+    x_train = padded(x_train, len_train, longest, centre)
+    x_test = padded(x_test, len_test, longest, centre)
     majority = np.bincount(y_train).argmax()
     logreg = LogisticRegression(max_iter=2000).fit(x_train.reshape(len(x_train), -1), y_train)
     predictions = {
@@ -50,8 +70,8 @@ def baselines(cfg: DictConfig) -> dict[str, Any]:
         "logreg/train_acc": float(logreg.score(x_train.reshape(len(x_train), -1), y_train))
     }
     # MiniRocket (aeon): random convolutions and a ridge classifier, the field's fast strong baseline.
-    # It wants [cases, channels, timesteps] of equal length (sequences are zero-padded, zero being the
-    # training mean after normalisation) and at least 9 timesteps
+    # It wants [cases, channels, timesteps] of equal length (sequences padded as above) and at least 9
+    # timesteps
     if longest < 9:
         print(f"minirocket: skipped, {longest} timesteps per row; MiniRocket needs at least 9")
     else:

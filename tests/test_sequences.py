@@ -285,3 +285,23 @@ def test_predict_a_table_of_cases_gives_one_row_per_case(make_cfg, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     out = pd.read_csv(tmp_path / "p.csv")
     assert sorted(out.trial) == sorted(f"t{c}" for c in range(60)) and set(out.predicted) <= set("xyz")
+
+
+def test_the_baselines_pad_unscaled_cases_with_the_training_centre_not_a_raw_zero():
+    from lstm_cls.baselines import padded
+
+    # two training-length cases of 2 and 3 steps, 2 channels; a 5-step test case cut to 4
+    x = np.arange(24, dtype=np.float32).reshape(2, 4, 3)[:, :, :2] + 10
+    centre = np.array([-1.0, -2.0], dtype=np.float32)
+    out = padded(x, np.array([2, 3]), 4, centre)
+    assert out.shape == (2, 4, 2)
+    np.testing.assert_array_equal(out[0, :2], x[0, :2])  # a case's own steps untouched
+    np.testing.assert_array_equal(out[0, 2:], [centre, centre])  # its padding is the centre
+    np.testing.assert_array_equal(out[1, 3], centre)
+    # scaled data: no centre given, the padding is 0 (the centre once scaled); the longer test case is cut
+    longer = np.ones((1, 5, 2), dtype=np.float32)
+    assert padded(longer, np.array([5]), 4, centre).shape == (1, 4, 2)
+    short = padded(np.ones((1, 2, 2), dtype=np.float32), np.array([2]), 4, None)
+    np.testing.assert_array_equal(short[0, 2:], np.zeros((2, 2)))
+    # windows (no lengths) are never touched
+    np.testing.assert_array_equal(padded(x, None, 4, centre), x)
