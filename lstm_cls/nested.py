@@ -164,23 +164,24 @@ def write_runs(
     accelerator: str,
     cfg: Any,
     tensorboard: dict[int, FirstEpochsLogger] | None = None,
-) -> list[Path]:
+) -> list[tuple[Path, dict[str, Any]]]:
     """Test each shorter run's best checkpoint and write its folder, `metrics.json` last (the mark of a
-    completed run). `tensorboard`: the shorter runs' loggers (`tensorboard_loggers`), if any."""
+    completed run); returns each folder with the metrics written there. `tensorboard`: the shorter runs'
+    loggers (`tensorboard_loggers`), if any."""
     from lstm_cls.checkpoints import load
 
     written = []
+    # a Trainer without loggers: the longer run's metrics.csv and events must not get these tests
+    tester = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     for epochs, snap in sorted(snapshots.taken.items()):
         run = snapshots.targets[epochs]
-        # a Trainer without loggers: the longer run's metrics.csv and events must not get these tests
-        tester = L.Trainer(
-            accelerator=accelerator,
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
         before = model.seconds["test"]
         # the weights a run of these epochs tests: its best checkpoint (else its newest), loaded here; with
         # ckpt_path= Lightning would warn that this tester lacks the checkpoint callbacks that wrote it
@@ -214,5 +215,5 @@ def write_runs(
         if tensorboard and epochs in tensorboard:
             tensorboard_end(tensorboard[epochs], cfg, model, metrics)
         write_json_atomic(run / "metrics.json", metrics)
-        written.append(run)
+        written.append((run, metrics))
     return written

@@ -103,11 +103,16 @@ def nest_blocker(cfg: DictConfig) -> str | None:
     return None
 
 
+def override_key(override: str) -> str:
+    """The setting an override sets, without its +/++/~ prefix: `+trainer.max_epochs=5` sets max_epochs."""
+    return override.partition("=")[0].lstrip("+~")
+
+
 def setting(job: list[str], key: str, base: DictConfig) -> Any:
     """A setting's value for a job: from its overrides (the sweep's values), else the sweep's own config."""
     for o in reversed(job):
-        k, _, v = o.partition("=")
-        if k.lstrip("+~") == key:
+        if override_key(o) == key:
+            v = o.partition("=")[2]
             try:
                 return float(v)
             except ValueError:
@@ -153,7 +158,7 @@ def plan(
     todo = [i for i in range(len(jobs)) if i not in done]
     groups: dict[tuple[str, ...], list[int]] = {}
     for i in todo:  # jobs alike but for their epoch count (each job alone: nested=false)
-        key = tuple(o for o in jobs[i] if o.partition("=")[0].lstrip("+~") != EPOCHS) if nested else (str(i),)
+        key = tuple(o for o in jobs[i] if override_key(o) != EPOCHS) if nested else (str(i),)
         groups.setdefault(key, []).append(i)
     for members in groups.values():
         epochs = {i: setting(jobs[i], EPOCHS, base) for i in members}
@@ -185,8 +190,8 @@ def shorter_config(long: DictConfig, overrides: list[str], epochs: int, num: int
         h.job.num, h.job.id = num, f"{h.job.name}_{num}"
         h.runtime.output_dir = str(run.resolve())
         kv = OmegaConf.select(h, "job.config.override_dirname.kv_sep", default="=")
-        old = next(o for o in long.hydra.overrides.task if o.partition("=")[0].lstrip("+~") == EPOCHS)
-        new = next(o for o in overrides if o.partition("=")[0].lstrip("+~") == EPOCHS)
+        old = next(o for o in long.hydra.overrides.task if override_key(o) == EPOCHS)
+        new = next(o for o in overrides if override_key(o) == EPOCHS)
         h.job.override_dirname = str(h.job.override_dirname).replace(
             old.replace("=", kv, 1), new.replace("=", kv, 1)
         )

@@ -295,9 +295,10 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if snapshots:
             from lstm_cls.nested import write_runs
 
-            for run in write_runs(snapshots, model, dm, run_dir, metrics, accelerator, cfg, shorter_tb):
+            shorter = write_runs(snapshots, model, dm, run_dir, metrics, accelerator, cfg, shorter_tb)
+            for run, written in shorter:
                 log.info("nested epochs: wrote %s from this run's first epochs", run)
-                print(job_line(run, json.loads((run / "metrics.json").read_text())))
+                print(job_line(run, written))
     return metrics
 
 

@@ -194,6 +194,18 @@ def test_export_of_a_sequence_model_matches_the_packed_lstm(make_cfg, tmp_path, 
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+# a quick model of the table `cases_table` writes (add data.path=)
+CASES_RUN = [
+    "data=csv",
+    "data.target=label",
+    "data.case=trial",
+    "data.time=step",
+    "model.hidden=4",
+    "trainer.max_epochs=1",
+    "callbacks.progress_bar.refresh_rate=0",
+]
+
+
 def cases_table(path, n_cases=60, conflict=None):
     import pandas as pd
 
@@ -263,16 +275,7 @@ def test_predict_a_table_of_cases_gives_one_row_per_case(make_cfg, tmp_path):
     from .conftest import run_cli
 
     cases_table(p := tmp_path / "cases.csv")
-    cfg = make_cfg(
-        "data=csv",
-        f"data.path={p}",
-        "data.target=label",
-        "data.case=trial",
-        "data.time=step",
-        "model.hidden=4",
-        "trainer.max_epochs=1",
-        "callbacks.progress_bar.refresh_rate=0",
-    )
+    cfg = make_cfg(*CASES_RUN, f"data.path={p}")
     train(cfg)
     new = pd.read_csv(p).drop(columns="label")  # new data: no labels
     new.to_csv(q := tmp_path / "new.csv", index=False)

@@ -176,22 +176,10 @@ def test_a_synthetic_model_has_no_file_to_evaluate(tmp_path):
 def test_a_table_of_cases_is_scored_case_by_case(tmp_path):
     from lstm_cls.train import train
 
-    from .test_sequences import cases_table
+    from .test_sequences import CASES_RUN, cases_table
 
     cases_table(p := tmp_path / "cases.csv", n_cases=30)
-    train(
-        compose_cfg(
-            f"run_dir={tmp_path / 'run'}",
-            "data=csv",
-            f"data.path={p}",
-            "data.target=label",
-            "data.case=trial",
-            "data.time=step",
-            "model.hidden=4",
-            "trainer.max_epochs=1",
-            "callbacks.progress_bar.refresh_rate=0",
-        )
-    )
+    train(compose_cfg(f"run_dir={tmp_path / 'run'}", *CASES_RUN, f"data.path={p}"))
     (tmp_path / "new").mkdir()
     cases_table(new := tmp_path / "new" / "cases.csv", n_cases=12)  # the same name as the training file
     ckpt = f"ckpt_path={tmp_path / 'run/checkpoints/best.ckpt'}"
