@@ -277,16 +277,51 @@ def study_sweep(q: bool, results: dict) -> None:
     )
 
 
+def gpu_section(base: list[str], epochs: int, results: dict) -> None:
+    """On a GPU (trainer=gpu): the plain loop and lstm_cls there, in one run."""
+    import torch
+
+    # on a GPU (trainer=gpu): the series sits on the device and batches are gathered there (cuDNN LSTM)
+    if torch.cuda.is_available():
+        gpu = [*base, "trainer=gpu"]
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = compose(gpu, tmp)
+            plain_loop(cfg, 1, "cuda")
+            ref_gpu = plain_loop(cfg, epochs, "cuda")
+            ref_gpu_fused = plain_loop(cfg, epochs, "cuda", fused=True)
+        harness(gpu, 1)
+        ours_gpu = harness(gpu, epochs)["windows_per_s"]
+        results["gpu"] = {
+            "plain_loop": ref_gpu,
+            "lstm_cls": ours_gpu,
+            "ratio": ours_gpu / ref_gpu,
+            "ratio_to_fused_adam_loop": ours_gpu / ref_gpu_fused,
+            "device": torch.cuda.get_device_name(),
+        }
+        print(
+            f"GPU ({results['gpu']['device']}): plain loop {ref_gpu:,.0f} windows/s "
+            f"({ref_gpu_fused:,.0f} with fused Adam); lstm_cls {ours_gpu:,.0f} "
+            f"-> ratio {ours_gpu / ref_gpu:.2f} ({ours_gpu / ref_gpu_fused:.2f})"
+        )
+    else:
+        print("GPU: none here (torch.cuda.is_available() is False); on one, this prints the same comparison")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes: a smoke run, not the figures")
     ap.add_argument(
-        "--only", choices=["study-sweep"], help="one section alone: 3b, the study sweep's efficiency"
+        "--only",
+        choices=["study-sweep", "gpu"],
+        help="one section alone: 3b (the study sweep's efficiency) or gpu",
     )
     args = ap.parse_args()
     q = args.quick
     if args.only == "study-sweep":
         study_sweep(q, results := {})
+        return
+    if args.only == "gpu":  # the GPU comparison alone, at the full sizes (a lent GPU's time is short)
+        gpu_section([*SHAPE, "data.length=20000", "callbacks.progress_bar.refresh_rate=20"], 3, {})
         return
     import lightning
     import torch
@@ -460,30 +495,7 @@ def main() -> None:
 
     study_sweep(q, results)
 
-    # on a GPU (trainer=gpu): the series sits on the device and batches are gathered there (cuDNN LSTM)
-    if torch.cuda.is_available():
-        gpu = [*base, "trainer=gpu"]
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = compose(gpu, tmp)
-            plain_loop(cfg, 1, "cuda")
-            ref_gpu = plain_loop(cfg, epochs, "cuda")
-            ref_gpu_fused = plain_loop(cfg, epochs, "cuda", fused=True)
-        harness(gpu, 1)
-        ours_gpu = harness(gpu, epochs)["windows_per_s"]
-        results["gpu"] = {
-            "plain_loop": ref_gpu,
-            "lstm_cls": ours_gpu,
-            "ratio": ours_gpu / ref_gpu,
-            "ratio_to_fused_adam_loop": ours_gpu / ref_gpu_fused,
-            "device": torch.cuda.get_device_name(),
-        }
-        print(
-            f"GPU ({results['gpu']['device']}): plain loop {ref_gpu:,.0f} windows/s "
-            f"({ref_gpu_fused:,.0f} with fused Adam); lstm_cls {ours_gpu:,.0f} "
-            f"-> ratio {ours_gpu / ref_gpu:.2f} ({ours_gpu / ref_gpu_fused:.2f})"
-        )
-    else:
-        print("GPU: none here (torch.cuda.is_available() is False); on one, this prints the same comparison")
+    gpu_section(base, epochs, results)
 
     out = ROOT / "outputs" / "bench.json"
     out.parent.mkdir(exist_ok=True)

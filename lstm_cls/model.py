@@ -319,7 +319,9 @@ class LSTMClassifier(L.LightningModule):
         for name, p in self.net.named_parameters():
             if not p.requires_grad:  # keras_parity's frozen zero bias would be one bar at 0 forever
                 continue
-            v = p.detach().float().flatten()
+            # counted on the CPU: CUDA's histc has no deterministic kernel (trainer.deterministic=true
+            # refuses it), and a few thousand weights once an epoch cost nothing to copy
+            v = p.detach().float().flatten().cpu()
             lo, hi = v.min().item(), v.max().item()
             top = hi if hi > lo else lo + 1e-12  # one value: one bucket
             counts = torch.histc(v, bins=64, min=lo, max=top).tolist()
