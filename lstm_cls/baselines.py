@@ -99,4 +99,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    cli(main)
+    cli(main, "baselines")

@@ -251,6 +251,19 @@ def _problems_callbacks(callbacks: Mapping[str, Any], t: Mapping[str, Any], prob
                 problems.append(f"callbacks.{name} watches {cb['monitor']}, but {off} turns validation off")
 
 
+def _check_ts_files(d: Mapping[str, Any]) -> None:
+    """data=uea's two files: .ts by their suffix (as `uea.read_ts` asks), then present; here, so that a .csv
+    given as data.test_path is refused before aeon and torch are imported, not seconds later."""
+    for key in ("path", "test_path"):
+        value = d.get(key)
+        if not value:
+            continue
+        if Path(str(value)).suffix.lower() != ".ts":
+            raise UserError(f"data.{key}: {value} is not a .ts file (the UEA/UCR archive's format)")
+        if not Path(str(value)).is_file():
+            raise UserError(f"data.{key}: no such file: {value}")
+
+
 def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
     """Reject out-of-range settings of a composed `train` config before any data is read."""
     d, m = cfg["data"], cfg["model"]
@@ -324,9 +337,7 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
             )
         if d.path and not d.test_path:
             raise UserError("data.test_path is not set: pass the TEST .ts file beside data.path=X_TRAIN.ts")
-        for key in ("path", "test_path"):
-            if d.get(key) and not Path(d[key]).is_file():
-                raise UserError(f"data.{key}: no such file: {d[key]}")
+        _check_ts_files(d)
     elif "path" in d:  # a table source: its files must exist before anything is built
         if d.get("case") and (d.get("group") or d.get("val_path")):
             raise UserError(
@@ -336,13 +347,31 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
             raise UserError(f"data.path is not set: {d.get('hint') or 'pass data.path=FILE'}")
         if not d.get("target"):
             raise UserError("data.target is not set: pass data.target=COLUMN, the label column")
-        features = list(d.features) if d.get("features") is not None else None
+        features = header.as_names(d.get("features"))  # a bare string is one column, never its letters
         time, group = d.get("time"), d.get("group") or d.get("case")
         for key in ("path", "val_path", "test_path"):
             if d.get(key):  # existence, format and column names, from the header alone (no pandas)
                 one_time = time if isinstance(time, str) else None  # a list: checked just below
                 header.check_columns(d[key], f"data.{key}", d.target, features, one_time, group)
                 check_time_columns(header.columns(d[key], f"data.{key}"), str(d[key]), time, d.target, group)
+
+
+# launchers that run n_jobs side by side (Hydra's joblib, lstm_cls's forkserver), as joblib reads n_jobs
+PARALLEL_LAUNCHERS = ("joblib", "forkserver")
+
+
+def check_launcher(launcher: Mapping[str, Any]) -> None:
+    """`hydra.launcher.*` numbers, checked like every setting: joblib's and the forkserver launcher's n_jobs
+    is a non-zero integer (-1: every core, -2: all but one; joblib refuses 0)."""
+    target = str(launcher.get("_target_", "")).lower()
+    if not any(name in target for name in PARALLEL_LAUNCHERS):
+        return
+    n = launcher.get("n_jobs", -1)
+    if n is not None and not (_int(n) and n != 0):
+        raise UserError(
+            f"hydra.launcher.n_jobs must be a non-zero integer: jobs at once, -1 for every core, -2 for all "
+            f"but one (got {n!r})"
+        )
 
 
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}

@@ -14,6 +14,11 @@ from lstm_cls import UserError
 RUN_FILES = ("metrics.json", "metrics.csv", "provenance.json", "hparams.yaml", "baselines.json")
 RUN_FILES += ("checkpoints",)
 LOCK = ".lock"
+SWEEP_FILES = ("sweep.json", "multirun.yaml")  # what makes a folder a sweep's root
+# what a run may have made in its folder before training began: an error then removes these, by name, where
+# the folder did not hold them before (and TensorBoard's event files this process wrote)
+MADE_BEFORE_TRAINING = (".hydra", "train.log", "baselines.log", LOCK, "provenance.json", "hparams.yaml")
+MADE_BEFORE_TRAINING += ("metrics.csv", ".resume.ckpt")
 
 
 def conflicts(path: Path) -> list[str]:
@@ -24,10 +29,29 @@ def conflicts(path: Path) -> list[str]:
     return found + sorted(p.name for p in path.glob("events.out.tfevents.*"))
 
 
+def check_writable(path: Path, key: str) -> None:
+    """Refuse a folder that cannot be made or written, before any work: a dangling symbolic link on the way,
+    a file where a folder must be, a read-only place."""
+    p = path
+    while not p.exists():
+        if p.is_symlink():
+            raise UserError(f"{key}={path}: {p} is a symbolic link to nothing ({os.readlink(p)})")
+        if p == p.parent:
+            break
+        p = p.parent
+    if not p.is_dir():
+        raise UserError(f"{key}={path}: {p} is a file, not a directory")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise UserError(f"{key}={path}: {p} cannot be written here (permission denied or read-only)")
+
+
 def check_run_dir(path: Path, key: str = "hydra.run.dir") -> None:
-    """Refuse a run directory that is a file, holds another run's results, or is held by a live run."""
+    """Refuse a run directory that is a file, holds another run's results or a sweep, or is held by a live
+    run."""
     if path.exists() and not path.is_dir():
         raise UserError(f"{key}={path} is a file, not a directory")
+    if any((path / name).exists() for name in SWEEP_FILES):  # its files would be counted as the sweep's
+        raise UserError(f"{key}={path} is a sweep's folder; give a run its own folder (choose another {key})")
     holder = lock_holder(path)
     if holder is not None:
         raise UserError(f"{key}={path} is in use by a running run (pid {holder}); choose another {key}")
@@ -45,6 +69,11 @@ def check_sweep_dir(path: Path) -> None:
     (`lstm_cls.sweeps.check_resume`)."""
     if path.exists() and not path.is_dir():
         raise UserError(f"hydra.sweep.dir={path} is a file, not a directory")
+    run = [n for n in RUN_FILES if (path / n).exists()]
+    if run:  # a run's own folder: a sweep's files would mix with its results
+        raise UserError(
+            f"hydra.sweep.dir={path} holds a run ({', '.join(run)}); choose another hydra.sweep.dir"
+        )
     if (path / "sweep.json").exists():
         return
     if (path / "multirun.yaml").exists() or any(path.glob("*/.hydra")):
@@ -78,11 +107,16 @@ def lock_holder(path: Path) -> int | None:
 
 def acquire(path: Path) -> None:
     """Hold `path` for this process until `release`: a second run into it is refused while this one lives."""
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # what check_writable cannot see ahead: /proc, a full disk...
+        raise UserError(f"{path} cannot be made: {e.strerror}") from None
     lock = path / LOCK
     for _ in range(3):
         try:  # O_EXCL: of two runs starting together, exactly one creates it
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except PermissionError as e:
+            raise UserError(f"{path} cannot be written: {e.strerror}") from None
         except FileExistsError:
             holder = lock_holder(path)
             if holder is not None:
@@ -104,23 +138,8 @@ def release(path: Path) -> None:
         (path / LOCK).unlink(missing_ok=True)
 
 
-# the entries each explicitly given run directory held before this process touched it (see `guard`)
+# the entries each run directory held before this process touched it (`precheck.hold_run_dir`)
 BEFORE: dict[Path, set[str] | None] = {}
-
-
-def guard(argv: list[str]) -> None:
-    """Before Hydra writes `.hydra/` anywhere: refuse a used `hydra.run.dir` / `hydra.sweep.dir`, note what
-    the run directory held, and hold it (two runs started together into one folder: one is refused)."""
-    multirun = any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in argv
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key == "hydra.run.dir" and not multirun:
-            path = Path(value)
-            check_run_dir(path)
-            BEFORE[path.resolve()] = snapshot(path)
-            acquire(path)
-        elif key == "hydra.sweep.dir" and multirun:
-            check_sweep_dir(Path(value))
 
 
 def snapshot(path: Path) -> set[str] | None:
@@ -129,11 +148,16 @@ def snapshot(path: Path) -> set[str] | None:
 
 
 def remove_created(path: Path, before: set[str] | None) -> None:
-    """After an error before training began: remove what this run made in `path`, nothing else."""
+    """After an error before training began: remove what this run made in `path`, by name, nothing else:
+    another process may be writing into the same folder, and its files are not this run's."""
     if not path.is_dir():
         return
+    ours = set(MADE_BEFORE_TRAINING) - (before or set())
+    pid = f".{os.getpid()}."  # TensorBoard names its files events.out.tfevents.<time>.<host>.<pid>.<n>
     for entry in path.iterdir():
-        if before is None or entry.name not in before:
+        if entry.name in ours or (entry.name.startswith("events.out.tfevents.") and pid in entry.name):
+            if entry.name in (before or set()):
+                continue
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     if before is None and not any(path.iterdir()):
-        path.rmdir()  # the folder itself was this run's
+        path.rmdir()  # the folder itself was this run's, and nothing else is in it
