@@ -42,6 +42,11 @@ def command(argv: Sequence[str], config_name: str) -> tuple[list[str], bool, str
     while args:
         a = args.pop(0)
         flag = a.split("=", 1)[0]
+        if a.startswith("-") and overrides:  # Hydra's argparse reads flags before the overrides only
+            raise UserError(
+                f"{a} after the overrides: flags come first, e.g. python -m lstm_cls.{config_name} {a} "
+                f"{' '.join(overrides[:2])} ..."
+            )
         if a in MULTIRUN_FLAGS:
             multirun = True
         elif flag in NAME_FLAGS:
@@ -191,7 +196,7 @@ def sweep_configs(config_name: str, jobs: list[list[Any]]) -> list[tuple[str, Di
             seen.update(typed)
         else:
             cfg = with_values(by_groups[groups], job)
-        out.append((" ".join(t for t in typed if not t.startswith("hydra")), cfg))
+        out.append((" ".join(t for o, t in job if o.is_sweep_override()), cfg))  # named by its swept values
     return out
 
 

@@ -43,6 +43,17 @@ def check_writable(path: Path, key: str) -> None:
         raise UserError(f"{key}={path}: {p} is a file, not a directory")
     if not os.access(p, os.W_OK | os.X_OK):
         raise UserError(f"{key}={path}: {p} cannot be written here (permission denied or read-only)")
+    made: list[Path] = []  # what os.access cannot tell (/proc, a full disk): make the folders, then undo
+    try:
+        for q in reversed([*path.parents, path]):
+            if not q.exists():
+                q.mkdir()
+                made.append(q)
+    except OSError as e:
+        raise UserError(f"{key}={path}: {q} cannot be made ({e.strerror})") from None
+    finally:
+        for q in reversed(made):
+            q.rmdir()
 
 
 def check_run_dir(path: Path, key: str = "hydra.run.dir") -> None:
