@@ -220,6 +220,10 @@ class LSTMClassifier(L.LightningModule):
     def on_train_start(self) -> None:
         from lstm_cls.fast_path import steps_directly
 
+        # a resume from a checkpoint saved mid-epoch (Ctrl-C, SIGTERM) goes on inside that epoch: Lightning
+        # then skips on_train_epoch_start, and the epoch's rate is the restored optimizer's
+        self.epoch_lr = self.optimizers().param_groups[0]["lr"]
+
         self.direct = not self.automatic_optimization and steps_directly(self.trainer)
         if self.direct:
             # what LightningOptimizer.step would increment (a test pins this attribute's meaning)
