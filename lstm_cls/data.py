@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lstm_cls import UserError, sources
+from lstm_cls.header import as_names
 from lstm_cls.windows import (
     SPLITS,
     Series,
@@ -254,7 +255,7 @@ class CsvDataModule(WindowDataModule):
         self,
         path: str | None = None,
         target: str | None = None,
-        features: list[str] | None = None,
+        features: str | list[str] | None = None,
         time: str | list[str] | None = None,
         group: str | None = None,
         groups: list | None = None,
@@ -284,10 +285,8 @@ class CsvDataModule(WindowDataModule):
             )
         if not self.target:
             raise UserError("data.target is not set: pass data.target=COLUMN, the label column")
-        cols = {
-            k: (list(v) if k in ("features", "groups") and v is not None else v)
-            for k, v in self.columns.items()
-        }
+        # a bare string is one name (features="ab" is the column "ab"), never split into letters
+        cols = {k: (as_names(v) if k in ("features", "groups") else v) for k, v in self.columns.items()}
         cols["nan"] = self.nan
         main = sources.table(sources.read_table(self.path), self.target, where=self.path, **cols)
         self._check_lengths(main, self.path)
@@ -475,7 +474,7 @@ class CaseTableDataModule(SequenceDataModule):
         case: str,
         path: str,
         target: str,
-        features: list[str] | None = None,
+        features: str | list[str] | None = None,
         time: str | list[str] | None = None,
         dayfirst: bool | None = None,
         nan: str = "ffill",
@@ -488,7 +487,7 @@ class CaseTableDataModule(SequenceDataModule):
         keep += ("scale", "clip")
         super().__init__(path=path, test_path=test_path, **{k: v for k, v in kwargs.items() if k in keep})
         self.case, self.target, self.time, self.dayfirst, self.nan = case, target, _time(time), dayfirst, nan
-        self.features = list(features) if features is not None else None
+        self.features = as_names(features)  # a bare string is one column, as in CsvDataModule
         self.test_fraction = test_fraction
 
     def read(self) -> tuple[Any, Any]:
@@ -508,6 +507,7 @@ class CaseTableDataModule(SequenceDataModule):
             features=main.channel_names if main is not None else self.features,
             time=self.time,
             group=self.case,
+            group_key="data.case",
             nan=self.nan,
             dayfirst=self.dayfirst,
             where=str(path),

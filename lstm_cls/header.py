@@ -77,6 +77,21 @@ def _parquet_names(p: Path, what: str) -> list[str]:
         raise UserError(f"{what}: cannot read {p}: {first_line(e)}") from None
 
 
+def as_names(value: object) -> list[str] | None:
+    """A setting that lists columns (data.features) or values (data.groups) as a list of names.
+
+    A bare string is one name, never split into letters: `data.features=xy` is the column `xy`, and a file
+    with columns `x`, `y` and `xy` gets no guess. A bare number (Hydra reads `data.groups=3` as 3) is one
+    name too. A list (or Hydra's ListConfig, a tuple) keeps its order; its items become strings, as column
+    names in a CSV header are. None stays None (every numeric column; every group).
+    """
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, int, float)):
+        return [value.decode() if isinstance(value, bytes) else str(value)]
+    return [str(v) for v in value]  # type: ignore[attr-defined]
+
+
 def duplicates(names: Sequence[object]) -> list[object]:
     """The names that occur more than once, in order of first occurrence."""
     seen: set[object] = set()

@@ -167,6 +167,81 @@ def _datetimes(parsed: pd.Series, name: str | list[str], where: str) -> pd.Serie
     return parsed
 
 
+# how a date is written, told by its start: the order of its fields, or a month's name
+_YEAR_FIRST = r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?!\d)|\d{8}(?!\d)"  # 2020-01-31, 2020/1/31, 20200131
+_YEAR_LAST = r"(\d{1,2})[-/.](\d{1,2})[-/.](?:\d{4}|\d{2})(?!\d)"  # 31/01/2020, 01-31-20: day or month first
+_MONTH_NAME = (
+    r"(?i).*(?<![a-z])(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"  # 31 Jan 2020, Jan 31 2020
+)
+_FORMS = {
+    "year": "year first",
+    "numbers": "day or month first",
+    "name": "a month's name",
+    "other": "another form",
+}
+
+
+def _example(text: pd.Series, rows: np.ndarray) -> str:
+    i = text.index[rows][0]
+    return f"{text.loc[i]!r} at {_row(i)}"
+
+
+def _date_order(text: pd.Series, dayfirst: bool | None, what: str, where: str) -> bool:
+    """The day-first setting that parses `text` (stripped date strings, not all ISO) as written, or a
+    UserError for a column whose dates are written in more than one way.
+
+    One column, one way of writing dates: pandas parses each value with one `dayfirst` and silently
+    reads a value that does not fit it another way (`2020-01-02` day-first is 1 February; `01/13/2020`
+    day-first is 13 January). So a column mixing year-first dates with day/month-first ones or month
+    names, or whose day/month-first dates show both orders (a first field > 12 in one, a second field
+    > 12 in another), or one `dayfirst` contradicts, is refused, naming two values written differently.
+    Year-first dates are year-month-day whatever `dayfirst` says. Otherwise day-first unless the dates
+    show month-first (a second field > 12) or `dayfirst` is false.
+    """
+    import pandas as pd
+
+    fields = text.str.extract(f"^{_YEAR_LAST}")
+    form = pd.Series("other", index=text.index)
+    form[text.str.contains(_MONTH_NAME, regex=True)] = "name"
+    form[fields[0].notna().to_numpy()] = "numbers"
+    form[text.str.match(_YEAR_FIRST).to_numpy()] = "year"
+    kinds = list(dict.fromkeys(form))  # in order of first occurrence
+    if len(kinds) > 1:
+        a, b = (_example(text, (form == k).to_numpy()) for k in kinds[:2])
+        raise UserError(
+            f"data.time: {what} of {where} mixes date formats: {a} ({_FORMS[kinds[0]]}) and {b} "
+            f"({_FORMS[kinds[1]]}), which one reading cannot both take as written; write every date of the "
+            "column one way (ISO 2020-01-31 needs no data.dayfirst)"
+        )
+    if kinds == ["year"]:
+        return False  # year-month-day: pandas would read 2020/01/02 day-first as 1 February
+    if kinds != ["numbers"]:
+        return True if dayfirst is None else dayfirst
+    first, second = (pd.to_numeric(fields[i]).to_numpy() for i in (0, 1))
+    day_first, month_first = first > 12, second > 12  # a field > 12 is a day
+    if day_first.any() and month_first.any():
+        a, b = _example(text, day_first), _example(text, month_first)
+        raise UserError(
+            f"data.time: {what} of {where} mixes date formats: {a} (day first) and {b} (month first); write "
+            "every date of the column in one order"
+        )
+    if dayfirst is True and month_first.any():
+        raise UserError(
+            f"data.time: data.dayfirst=true, but {what} of {where} holds {_example(text, month_first)}, "
+            "whose second field is a day (> 12): month first; set data.dayfirst=false, or null to tell it "
+            "from the data"
+        )
+    if dayfirst is False and day_first.any():
+        raise UserError(
+            f"data.time: data.dayfirst=false, but {what} of {where} holds {_example(text, day_first)}, "
+            "whose first field is a day (> 12): day first; set data.dayfirst=true, or null to tell it from "
+            "the data"
+        )
+    if dayfirst is None:
+        dayfirst = bool(day_first.any()) or not bool(month_first.any())
+    return dayfirst
+
+
 def parse_times(
     col: pd.Series, dayfirst: bool | None, name: str | list[str], where: str = "data.path"
 ) -> pd.Series:
@@ -204,10 +279,7 @@ def parse_times(
             f"{text.loc[i]!r} at {_row(i)} (1-based, header not counted): pandas would put them on today's "
             "date; give full timestamps such as 2020-01-31 14:05:00"
         )
-    if dayfirst is None:
-        fields = text.str.extract(r"^(\d{1,2})[-/.](\d{1,2})[-/.]")
-        first, second = (pd.to_numeric(fields[i], errors="coerce") for i in (0, 1))
-        dayfirst = bool((first > 12).any()) or not bool((second > 12).any())
+    dayfirst = _date_order(text, dayfirst, what, where)
     try:
         parsed = pd.to_datetime(col, dayfirst=dayfirst, format="mixed")
     except (ValueError, TypeError, OverflowError) as e:
@@ -233,7 +305,7 @@ def _class_name(v: object) -> str:
 def table(
     df: pd.DataFrame,
     target: str | None,
-    features: list[str] | None = None,
+    features: str | list[str] | None = None,
     time: str | list[str] | None = None,
     group: str | None = None,
     groups: list | None = None,
@@ -241,13 +313,15 @@ def table(
     dayfirst: bool | None = None,
     classes: list[str] | None = None,
     where: str = "data.path",
+    group_key: str = "data.group",
 ) -> Series:
     """A DataFrame as a `Series`: sorted by group then time, labels as class indices (-1 where missing).
 
     `df` is as `read_table` returns it: its index is each row's place in the file, which errors name.
     `classes` fixes the class names (for validation/test files, the training file's); otherwise they
     are the target's values in sorted order. `time`: a column, or a list of columns whose text, joined
-    with a space, is one timestamp (separate Date and Time columns).
+    with a space, is one timestamp (separate Date and Time columns). `group_key`: the setting that named
+    `group` (data.group, or data.case for a table of cases), for messages.
     """
     import pandas as pd
 
@@ -257,9 +331,13 @@ def table(
         raise UserError(f"{where} has duplicate column names {twice}; each column needs its own name")
     if time is not None and not isinstance(time, str):
         time = [str(c) for c in time]  # a ListConfig from the command line, or a checkpoint's list
+    # a bare string is one column (one group), never its letters: features="xy" is the column "xy"
+    features, groups = header.as_names(features), header.as_names(groups)
     header.check_names(cols, where, target, features, time if isinstance(time, str) else None, group)
     check_time_columns(cols, where, time, target, group)
     time_cols = time_columns(time)
+    if group is not None:
+        _check_group_ids(df[group], group, group_key, where)
     if groups is not None:
         if group is None:
             raise UserError("data.groups needs data.group: the column whose values are separate series")
@@ -349,6 +427,21 @@ def table(
     x, labels = (np.require(a, requirements="W") for a in (x, labels))
     steps = df[key].to_numpy() if key is not None else rows
     return Series(torch.from_numpy(x), torch.from_numpy(labels), bounds, names, classes, steps, group_names)
+
+
+def _check_group_ids(ids: pd.Series, group: str, key: str, where: str) -> None:
+    """Refuse rows without a group (case) id: a missing or blank id names no series, and each such row would
+    become a nameless series (a one-row case) of its own, trained and scored."""
+    text = ids.astype(str).str.strip()
+    missing = (ids.isna() | (text == "")).to_numpy(bool)
+    if not missing.any():
+        return
+    n, what = int(missing.sum()), "case" if key == "data.case" else "group"
+    raise UserError(
+        f"{key}: column {group!r} of {where} has no {what} id in {n} row{'s' if n > 1 else ''}, the first at "
+        f"{_row(ids.index[missing][0])} (1-based, header not counted); every row needs one (drop those rows, "
+        f"or give them their {what}'s id)"
+    )
 
 
 def _check_repeated_times(

@@ -6,7 +6,9 @@ naming the setting and the file. aeon is imported inside the functions: its impo
 seconds, which a run on another data source should not pay.
 
 What aeon does to a file, and so what `Cases` holds:
-- labels are lower-cased (aeon lower-cases each data line): BasicMotions' `Standing` reads `standing`;
+- labels are lower-cased (aeon lower-cases each data line): BasicMotions' `Standing` reads `standing`. So
+  labels equal but for case (`A`, `a`) would silently be one class, and are refused here, as is a label the
+  header's `@classLabel` does not declare (aeon checks neither: read from the file's own text);
 - `?` and `nan` in the values become NaN, and are refused here (the archive's missing values);
 - the `.ts` format has no channel names, so the channels are named `dim_0`, `dim_1`, ... as aeon names them.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,6 +38,8 @@ class Cases:
     y: np.ndarray  # class label of each case, as str, shape [cases]
     channel_names: list[str]  # "dim_0", "dim_1", ... (the .ts format has no channel names)
     source: str  # the file path or "aeon:<Name>"
+    # each label (as in `y`, lower-cased) as the file spells it; empty without a file (a table's cases)
+    spelled: dict[str, str] = field(default_factory=dict)
 
 
 def _one_line(message: str) -> str:
@@ -187,12 +191,77 @@ def read_ts(path: str | Path, what: str = "data.path") -> Cases:
     # aeon replaces "nan" by "NaN" in the whole line, the label too ("banana" reads "baNaNa"); the line
     # was lower-cased first, so every "NaN" left in a label was a "nan" of the file
     labels = np.char.replace(labels, "NaN", "nan")
+    spelled = _check_labels(p, len(out), labels, where, what)
     return Cases(
         x=out,
         y=labels,
         channel_names=[f"dim_{c}" for c in range(cases[0].shape[0])],
         source=str(p),
+        spelled=spelled,
     )
+
+
+def _spellings(p: Path) -> tuple[list[str], list[str]]:
+    """The labels @classLabel declares and each case's label, as the file spells them (aeon lower-cases them).
+
+    Split as aeon's `_load_header_info` and `_load_data` split them, less the lower-casing: the header's
+    last `@classLabel` line's tokens after `true`; each line after `@data` is a case whose label is its last
+    `:` field (`):` with @timeStamps true). Called once aeon has read the file, so it is well formed.
+    """
+    declared: list[str] = []
+    labels: list[str] = []
+    timestamps = False
+    with open(p, encoding="utf-8") as f:  # as aeon opens it (universal newlines)
+        for line in f:
+            tokens = re.sub(r"\s+", " ", line.strip()).split(" ")
+            key = tokens[0][1:].lower()  # aeon drops the tag's first character, whatever it is
+            if not line.strip() or tokens[0].startswith("#"):
+                continue
+            if key == "data":
+                break
+            if key == "timestamps":
+                timestamps = [t.lower() for t in tokens[1:2]] == ["true"]
+            elif key == "classlabel":
+                declared = [t.strip() for t in tokens[2:]]
+        for line in f:
+            text = line.strip()
+            labels.append(re.sub(r"\s", "", text).split("):")[-1] if timestamps else text.split(":")[-1])
+    return declared, labels
+
+
+def _check_labels(p: Path, n: int, labels: np.ndarray, where: str, what: str) -> dict[str, str]:
+    """Refuse labels equal but for case and labels @classLabel does not declare; returns each label's
+    spelling in the file, keyed by aeon's lower-cased label (`Cases.spelled`)."""
+    declared, raw = _spellings(p)
+    if len(raw) != n:  # aeon read the file otherwise than expected: do not guess at spellings
+        return {}
+    spellings: dict[str, list[str]] = {}
+    for name in [*declared, *raw]:
+        same = spellings.setdefault(name.lower(), [])
+        if name not in same:
+            same.append(name)
+    clash = next((names for names in spellings.values() if len(names) > 1), None)
+    if clash is not None:
+        shown = " and ".join(repr(v) for v in clash[:3])
+        raise UserError(
+            _one_line(
+                f"{what}: {where} has class labels {_clip(shown)} that differ only in case; aeon reads "
+                "labels lower-cased, so they would silently be one class: spell each class one way"
+            )
+        )
+    known = set(declared)
+    undeclared = [i for i, name in enumerate(raw) if name not in known]
+    if undeclared:
+        i = undeclared[0]
+        more = f" (and {len(undeclared) - 1} more cases)" if len(undeclared) > 1 else ""
+        raise UserError(
+            _one_line(
+                f"{what}: case {i} (0-based) of {where} has the label {_clip(repr(raw[i]))}{more}, which the "
+                f"header's @classLabel does not declare (it declares {_clip(' '.join(declared))}); add it "
+                "there, or correct the label"
+            )
+        )
+    return {str(label): raw[i] for i, label in enumerate(labels)}
 
 
 def _checked(case: np.ndarray, i: int, label: str, where: str, what: str) -> np.ndarray:
@@ -256,6 +325,16 @@ def check_pair(train: Cases, test: Cases) -> None:
             f"the test file {test.source} has {len(test.channel_names)} channels but the training file "
             f"{train.source} has {len(train.channel_names)}; both must have the same channels"
         )
+    for label in sorted(set(test.y.tolist()) & set(classes)):
+        a, b = train.spelled.get(label), test.spelled.get(label)
+        if a is not None and b is not None and a != b:  # aeon lower-cased both into one class
+            raise UserError(
+                _one_line(
+                    f"the training file {train.source} spells a class {_clip(repr(a))} and the test file "
+                    f"{test.source} spells it {_clip(repr(b))}: labels equal but for case would silently be "
+                    "one class; spell each class one way in both files"
+                )
+            )
     unseen = sorted(set(test.y.tolist()) - set(classes))
     if unseen:
         shown = _clip(str(unseen))

@@ -161,7 +161,7 @@ def test_unequal_lengths(tmp_path):
 
 def test_suffix_in_any_case_and_labels_as_written(tmp_path):
     # aeon rewrites "nan" to "NaN" in the whole line: a label "banana" must not come back "baNaNa"
-    text = EQUAL.replace(":a\n", ":banana\n")
+    text = EQUAL.replace(":a\n", ":banana\n").replace("@classLabel true a b", "@classLabel true banana b")
     cases = uea.read_ts(ts(tmp_path, text, "X_TRAIN.TS"))
     assert cases.y.tolist() == ["banana", "b", "banana"]
 
@@ -261,7 +261,8 @@ def test_check_pair_refuses_other_channels(tmp_path):
 
 def test_check_pair_refuses_a_label_the_training_file_lacks(tmp_path):
     train = cases_of(tmp_path, "tr.ts", EQUAL)
-    test = cases_of(tmp_path, "te.ts", EQUAL.replace(":b\n", ":c\n").replace(":a\n", ":d\n"))
+    declared = EQUAL.replace("@classLabel true a b", "@classLabel true c d")  # declared: only unseen by train
+    test = cases_of(tmp_path, "te.ts", declared.replace(":b\n", ":c\n").replace(":a\n", ":d\n"))
     with pytest.raises(UserError) as e:
         uea.check_pair(train, test)
     message = str(e.value)
