@@ -10,16 +10,24 @@ checkpoints, `metrics.json` (with `derived_from`), `metrics.csv`, TensorBoard ev
 
 from __future__ import annotations
 
+import csv
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import pandas as pd
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lstm_cls.checkpoints import carry_over, write_json_atomic
+
+
+def best_checkpoint(best: str, watcher: Any, validated: bool) -> str:
+    """What a run tested, for metrics.json ("best_checkpoint"): the checkpoint of the lowest validation
+    loss, else its last epoch's weights (no validation ran, or no callback keeps the best)."""
+    if best:
+        return f"{Path(best).stem} (lowest {watcher.monitor})"
+    return "last (no validation)" if not validated else "last (no callback keeps the best)"
 
 
 class Snapshots(L.Callback):
@@ -67,6 +75,9 @@ class Snapshots(L.Callback):
             "best": best,
             "last": kept,
             "best_score": float(watcher.best_model_score) if best else None,
+            # what a run of these epochs tests and says it tested (train.best_checkpoint): with no
+            # validation within them (check_val_every_n_epoch > epochs), its last epoch
+            "chosen": best_checkpoint(best, watcher, validated=bool(model.epoch_metrics.get("val"))),
             "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
             "fit_seconds": time.perf_counter() - self.started,
@@ -75,16 +86,33 @@ class Snapshots(L.Callback):
         }
 
 
-def csv_rows(source: Path, epochs: int, test: dict[str, float]) -> pd.DataFrame:
-    """The longer run's metrics.csv cut to its first `epochs` epochs, and this run's own test row."""
-    table = pd.read_csv(source)
-    tests = [c for c in table.columns if c.startswith("test/")]
-    testing = table[tests].notna().any(axis=1) if tests else pd.Series(False, index=table.index)
-    rows = table[~testing & (table["step"] <= epochs)]
-    test_row = (
-        {c: None for c in table.columns} | {"step": epochs} | {k: v for k, v in test.items() if k in table}
-    )
-    return pd.concat([rows, pd.DataFrame([test_row])], ignore_index=True)
+def csv_rows(source: Path, epochs: int, test: dict[str, float], target: Path) -> None:
+    """Write the longer run's metrics.csv cut to its first `epochs` epochs, and this run's own test row,
+    to `target`. Copied as text, never through floats parsed and printed again: every digit is kept, as a
+    separate run's CSV logger writes it (its csv.DictWriter: repr of each float, empty for none)."""
+    with source.open(newline="") as f:
+        reader = csv.DictReader(f)
+        columns = list(reader.fieldnames or [])
+        table = list(reader)
+    tests = [c for c in columns if c.startswith("test/")]
+    if "step" not in columns:
+        raise RuntimeError(f"{source} has no step column: the shorter run's history cannot be cut from it")
+
+    def step(row: dict[str, str]) -> float:
+        try:
+            return float(row["step"])
+        except (TypeError, ValueError):
+            return float("inf")  # no epoch: after every cut
+
+    rows = [r for r in table if not any(r.get(c) for c in tests) and step(r) <= epochs]
+    test_row = {c: "" for c in columns} | {"step": epochs} | {k: v for k, v in test.items() if k in columns}
+    rows.append(test_row)
+    # a column the shorter run never logged (validation only after its epochs) is not in its file either
+    columns = [c for c in columns if c == "step" or any(r.get(c) not in ("", None) for r in rows)]
+    with target.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 class _FirstEpochs:
@@ -185,6 +213,8 @@ def write_runs(
         before = model.seconds["test"]
         # the weights a run of these epochs tests: its best checkpoint (else its newest), loaded here; with
         # ckpt_path= Lightning would warn that this tester lacks the checkpoint callbacks that wrote it
+        if not (snap["best"] or snap["last"]):  # sweeps.nest_blocker keeps such a sweep from nesting
+            raise RuntimeError(f"no checkpoint of epoch {epochs} was saved: {run} cannot be written")
         tested = load(snap["best"] or snap["last"])
         model.load_state_dict(tested["state_dict"])
         tester.test(model, datamodule=dm, verbose=False)
@@ -197,6 +227,7 @@ def write_runs(
         if long_metrics.get("test/auroc") is None and "test/auroc_undefined" in long_metrics:
             metrics["test/auroc"] = None  # the same test split misses the same class
         metrics["best_epoch"] = tested["epoch"] + 1 if snap["best"] else snap["epochs"]
+        metrics["best_checkpoint"] = snap["chosen"]
         metrics["epochs"] = snap["epochs"]
         metrics["global_step"] = snap["global_step"]
         metrics["fit_seconds"] = round(snap["fit_seconds"], 3)
@@ -204,7 +235,7 @@ def write_runs(
             metrics["train_seconds"] = round(snap["wall"] - model.first_step_at - snap["val_seconds"], 3)
         metrics["test_seconds"] = round(model.seconds["test"] - before, 3)
         metrics["derived_from"] = long_run.name  # the job that trained these epochs (same sweep folder)
-        csv_rows(long_run / "metrics.csv", snap["epochs"], test).to_csv(run / "metrics.csv", index=False)
+        csv_rows(long_run / "metrics.csv", snap["epochs"], test, run / "metrics.csv")
         for name in ("hparams.yaml", "provenance.json"):
             if (long_run / name).exists():
                 shutil.copy2(long_run / name, run / name)

@@ -13,6 +13,7 @@ skipped with one line on stderr; the rest of the sweep is still reported.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -27,6 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lstm_cls import UserError, cli, sweeps
+from lstm_cls.checkpoints import write_json_atomic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -79,13 +81,44 @@ class Job:
 
 def find_runs(root: Path) -> list[Path]:
     """Run directories under root (root itself for a single run): those holding .hydra/config.yaml, less
-    the unfinished attempts a resumed sweep moved aside (`.incomplete/`: their job ran again)."""
-    runs = sorted(
+    the unfinished attempts a resumed sweep moved aside (`.incomplete/`: their job ran again). In a sweep
+    folder, only its jobs: those sweep.json lists where it lists them, and never the folder itself (a run
+    someone wrote into a sweep's root is not one of its jobs)."""
+    found = sorted(
         p.parent.parent
         for p in root.glob("**/.hydra/config.yaml")
         if ".incomplete" not in p.parent.parent.relative_to(root).parts
     )
-    return sorted(runs, key=lambda p: (len(p.parts), int(p.name) if p.name.isdigit() else p.name))
+    dirs = sweep_dirs(root)
+    if dirs is not None:
+        listed = {(root / d).resolve() for d in dirs}
+        found = [r for r in found if r.resolve() in listed]
+    elif (root / "multirun.yaml").is_file() and any(r != root for r in found):
+        found = [r for r in found if r != root]
+    return sorted(found, key=lambda p: (len(p.parts), int(p.name) if p.name.isdigit() else p.name))
+
+
+def not_jobs(root: Path, runs: list[Path]) -> list[Path]:
+    """Run directories under root that are not jobs of the sweep there (`find_runs` leaves them out)."""
+    found = {p.parent.parent for p in root.glob("**/.hydra/config.yaml")}
+    found = {r for r in found if ".incomplete" not in r.relative_to(root).parts}
+    return sorted(found - set(runs))
+
+
+def sweep_dirs(root: Path) -> list[str] | None:
+    """The job folders sweep.json lists (None: no sweep.json, or one without `dirs`, as Optuna's sweeper
+    and older versions leave). A `dirs` of another shape is a UserError naming the file and the field."""
+    f = root / "sweep.json"
+    try:
+        state = json.loads(f.read_text())
+    except (OSError, ValueError):  # absent, or unreadable: the timing says so (read_sweep_json)
+        return None
+    if not isinstance(state, dict) or "dirs" not in state:
+        return None
+    problem = sweeps.state_problem(state)
+    if problem:
+        raise UserError(f"{f}: {problem}")
+    return list(state["dirs"])
 
 
 def _cannot_read(name: str, e: Exception) -> Unreadable:
@@ -197,7 +230,7 @@ def swept_keys(overrides: list[list[str]]) -> list[str]:
     for typed in overrides:
         for o in typed:
             key = o.split("=", 1)[0].lstrip("+~")
-            if not key.startswith("hydra") and key != "run_dir":
+            if not key.startswith(("hydra", "sweep.")) and key != "run_dir":  # how it ran, not what
                 keys.add(key)
     return list(KNOWN) + sorted(keys - set(KNOWN))
 
@@ -518,31 +551,114 @@ def per_config(done: pd.DataFrame, group: list[str], metrics: list[str]) -> pd.D
     ).reset_index()
 
 
+RECORD = ".report.json"  # what report wrote into a folder: {name: {"file": its file, "sha256": its checksum}}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Outputs:
+    """The files report writes into a folder, never over one it did not write: a file it wrote before
+    (recorded in `.report.json` with its checksum, unchanged since) is rewritten; any other file of that
+    name (your own `summary.md`, one you edited) is left as it is, and report writes beside it under a
+    free name (`summary-2.md`), as predict does."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.record = self._read()
+
+    def _read(self) -> dict[str, dict[str, str]]:
+        f = self.root / RECORD
+        try:
+            data = json.loads(f.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise UserError(f"{f} cannot be read ({e}); move it away") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{f}: the whole file is {type(data).__name__}, not a JSON object; move it away")
+        for name, entry in data.items():
+            file = entry.get("file") if isinstance(entry, dict) else None
+            if not (
+                isinstance(file, str)
+                and file not in ("", ".", "..")
+                and "/" not in file
+                and "\\" not in file
+                and isinstance(entry.get("sha256"), str)
+            ):
+                raise UserError(f"{f}: {name} is not a file report wrote ({{file, sha256}}); move it away")
+        return data
+
+    def ours(self, name: str) -> Path | None:
+        """The file an earlier report wrote for `name`, if it still holds what report wrote there."""
+        entry = self.record.get(name)
+        if entry is None:
+            return None
+        p = self.root / entry["file"]
+        try:
+            return p if p.is_file() and not p.is_symlink() and _sha256(p) == entry["sha256"] else None
+        except OSError:
+            return None
+
+    def path(self, name: str) -> Path:
+        """Where to write `name`: report's earlier file, else the name itself if free, else a free name."""
+        mine = self.ours(name)
+        if mine is not None:
+            return mine
+        target = self.root / name
+        if not target.exists() and not target.is_symlink():
+            return target
+        return cli.free_path(self.root, Path(name).stem, Path(name).suffix)
+
+    def wrote(self, name: str, path: Path) -> None:
+        """Record `path` as report's file for `name` (at once: an interrupted report leaves no stranger)."""
+        self.record[name] = {"file": path.name, "sha256": _sha256(path)}
+        write_json_atomic(self.root / RECORD, self.record)
+
+    def remove(self, name: str) -> None:
+        """Remove report's earlier file for `name` (a figure that no longer applies); never any other."""
+        mine = self.ours(name)
+        if mine is not None:
+            mine.unlink()
+        if name in self.record:
+            del self.record[name]
+            write_json_atomic(self.root / RECORD, self.record)
+
+
 @dataclass
 class Summary:
-    """What `summarise` wrote: the per-job table, the header sentences and the figures' file names."""
+    """What `summarise` wrote: the per-job table, the header sentences, the figures' file names and the
+    summary files (`summary.md` and `summary.csv`, or free names beside a file of yours)."""
 
     jobs: pd.DataFrame
     header: list[str]
     figures: list[str]
+    md: Path | None = None
+    csv: Path | None = None
 
 
 def summarise(root: Path) -> Summary:
     """Write the summary tables and figures into `root`."""
     if not root.is_dir():
         raise UserError(f"{root}: no such directory")
+    out = Outputs(root)
     runs = find_runs(root)
     if not runs:
         raise UserError(f"{root}: no runs here (a run directory holds .hydra/config.yaml)")
+    for run in not_jobs(root, runs):
+        print(f"not counted: {run} is not a job of this sweep (sweep.json)", file=sys.stderr)
     jobs, hists, params, unreadable = read_sweep(root, runs)
-    jobs.to_csv(root / "summary.csv", index=False)
+    csv_path = out.path("summary.csv")
+    jobs.to_csv(csv_path, index=False)
+    out.wrote("summary.csv", csv_path)
 
     done = jobs[jobs.status == "completed"]
     settings = [p for p in params if p != "seed"]  # a configuration: its seeds are its replicates
     config_cols = [p for p in settings if p != "max_epochs"]
     n_skipped = sum(why.startswith("skipped") for _, why in unreadable)
     lines = header(jobs, sweep_timing(root, runs, jobs), n_skipped)
-    written = figures(root, jobs, hists, params)
+    written = figures(root, jobs, hists, params, out)
     md = [f"# Sweep report: {root}", ""]
     for line in lines:
         md += [line, ""]
@@ -593,8 +709,10 @@ def summarise(root: Path) -> Summary:
     if unreadable:
         table = pd.DataFrame([{"job": run.name, "problem": why} for run, why in unreadable])
         md += ["## Unreadable files", "", _markdown(table, ["job", "problem"]), ""]
-    (root / "summary.md").write_text("\n".join(md) + "\n")
-    return Summary(jobs, lines, written)
+    md_path = out.path("summary.md")
+    md_path.write_text("\n".join(md) + "\n")
+    out.wrote("summary.md", md_path)
+    return Summary(jobs, lines, written, md_path, csv_path)
 
 
 def report(root: Path) -> pd.DataFrame:
@@ -885,11 +1003,15 @@ def weight_norms_figure(jobs: pd.DataFrame, hists: tuple, params: list[str]) -> 
     return _finish(fig, "Weight norms by hidden size (mean over seeds, band: ± std)", [axes[0, -1]])
 
 
-def figures(root: Path, jobs: pd.DataFrame, hists: tuple, params: list[str]) -> list[str]:
-    """Draw every figure the sweep has the data for into root; return their names (in FIGURES order).
+def figures(
+    root: Path, jobs: pd.DataFrame, hists: tuple, params: list[str], out: Outputs | None = None
+) -> list[str]:
+    """Draw every figure the sweep has the data for into root; return their file names (in FIGURES order:
+    the names themselves, or free names beside files of yours).
 
     A figure of an earlier report that no longer applies is removed: the files and summary.md agree.
     """
+    out = out or Outputs(root)
     done = jobs[jobs.status == "completed"]
     config_cols = [p for p in params if p not in ("seed", "max_epochs")]
     makers = {
@@ -904,10 +1026,12 @@ def figures(root: Path, jobs: pd.DataFrame, hists: tuple, params: list[str]) -> 
     for name in FIGURES:
         fig = makers[name]()
         if fig is None:
-            (root / name).unlink(missing_ok=True)
+            out.remove(name)
             continue
-        fig.savefig(root / name, dpi=110)
-        written.append(name)
+        path = out.path(name)
+        fig.savefig(path, dpi=110)
+        out.wrote(name, path)
+        written.append(path.name)
     return written
 
 
@@ -939,8 +1063,9 @@ def main(argv: list[str] | None = None) -> None:
     for line in summary.header:
         print(line)
     print(f"{len(summary.jobs)} jobs: {summary.jobs.status.value_counts().to_dict()}")
-    print(f"wrote {args.sweep_dir}/summary.csv, summary.md, {', '.join(summary.figures)}")
-    print(f"summary: {args.sweep_dir / 'summary.md'}")  # last: the one file to open
+    assert summary.md is not None and summary.csv is not None
+    print(f"wrote {args.sweep_dir}/{summary.csv.name}, {summary.md.name}, {', '.join(summary.figures)}")
+    print(f"summary: {args.sweep_dir / summary.md.name}")  # last: the one file to open
 
 
 if __name__ == "__main__":

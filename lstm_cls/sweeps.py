@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,26 +38,95 @@ ASIDE = ".incomplete"  # killed or failed attempts, moved here when their job ru
 EPOCHS = "trainer.max_epochs"
 
 
-def completed(run: Path) -> bool:
-    """Whether a job's folder holds a finished run (a failed, killed or interrupted one does not)."""
+RESUME = (
+    "auto",
+    "force",
+)  # sweep.resume (lstm_cls.config.SWEEP_RESUME): refuse a changed resume, or keep going
+
+
+def completed(run: Path, strict: bool = False) -> bool:
+    """Whether a job's folder holds a finished run (a failed, killed or interrupted one does not).
+
+    `strict`: a metrics.json that is not what training writes (not JSON, not an object, a status that is
+    not a word) is a UserError naming the file and the field, not "unfinished" (the sweeper's reading)."""
+    f = run / "metrics.json"
     try:
-        return json.loads((run / "metrics.json").read_text()).get("status") == "completed"
-    except (OSError, ValueError, AttributeError):
+        m = json.loads(f.read_text())
+    except FileNotFoundError:
         return False
+    except (OSError, ValueError) as e:
+        if strict:
+            raise UserError(f"{f} cannot be read ({e}); move it away to train this job again") from None
+        return False
+    if not isinstance(m, dict) or not isinstance(m.get("status", ""), str):
+        if strict:
+            field = "status" if isinstance(m, dict) else "the whole file"
+            raise UserError(
+                f"{f}: {field} is not what training writes (a JSON object with a status word); "
+                "move it away to train this job again"
+            )
+        return False
+    return m.get("status") == "completed"
+
+
+def state_problem(state: Any) -> str | None:
+    """Why sweep.json's content is not what the sweeper writes (None: it is): the fields a resume reads."""
+    if not isinstance(state, dict):
+        return f"the whole file is {type(state).__name__}, not a JSON object"
+    jobs = state.get("overrides")
+    if not isinstance(jobs, list) or not all(
+        isinstance(j, list) and all(isinstance(o, str) for o in j) for j in jobs
+    ):
+        return "overrides is not a list of jobs (each a list of key=value strings)"
+    dirs = state.get("dirs")
+    if not isinstance(dirs, list) or len(dirs) != len(jobs):
+        return f"dirs is not a list of {len(jobs)} job folders, one per job of overrides"
+    for d in dirs:  # a job's folder, inside the sweep's: never a path that leads elsewhere
+        if not isinstance(d, str) or not d or Path(d).is_absolute() or ".." in Path(d).parts or d == ".":
+            return f"dirs holds {d!r}, not a job folder inside the sweep folder"
+    if len(set(dirs)) != len(dirs):
+        return "dirs names one folder for two jobs"
+    return None
 
 
 def read_state(sweep_dir: Path) -> dict[str, Any] | None:
+    """sweep.json, checked by shape; None when there is none. A file that is not what the sweeper wrote
+    is a UserError naming the file and the field."""
+    f = sweep_dir / STATE
     try:
-        return json.loads((sweep_dir / STATE).read_text())
+        state = json.loads(f.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
-        raise UserError(f"{sweep_dir / STATE} cannot be read ({e}); choose another hydra.sweep.dir") from None
+        raise UserError(f"{f} cannot be read ({e}); choose another hydra.sweep.dir") from None
+    problem = state_problem(state)
+    if problem:
+        raise UserError(f"{f}: {problem}; choose another hydra.sweep.dir")
+    return state
 
 
-def check_resume(sweep_dir: Path, jobs: list[list[str]]) -> bool:
-    """Whether `sweep_dir` holds an earlier attempt of this very sweep (then it resumes). Refuses a folder
-    holding another sweep, or one made without `sweep.json` (its jobs' settings cannot be checked)."""
+def resume_setting(cfg: Any) -> str:
+    """`sweep.resume` of a composed config (auto where the config has no `sweep` node), checked."""
+    value = OmegaConf.select(cfg, "sweep.resume", default="auto")
+    if value not in RESUME:
+        raise UserError(f"sweep.resume must be one of {', '.join(RESUME)} (got {value!r})")
+    return value
+
+
+def job_key(job: list[str]) -> tuple[str, ...]:
+    """A job's identity: the overrides that make its config, in no particular order. Hydra's own settings
+    (launcher, folders) and `sweep.*` (how to resume) are left out: they do not change what it trains.
+    A key given twice keeps its order (the later one wins)."""
+    own = [o for o in job if not override_key(o).startswith(("hydra.", "hydra/", "sweep.")) and "=" in o]
+    own += [o for o in job if "=" not in o]  # `~key`: a deletion
+    return tuple(sorted(own, key=override_key))
+
+
+def check_resume(sweep_dir: Path, jobs: list[list[str]]) -> list[str] | None:
+    """The folders of `jobs` (Hydra's order) when `sweep_dir` holds an earlier attempt of this very sweep
+    (then it resumes): each job keeps the folder sweep.json recorded for it, whatever the order its values
+    or keys were typed in this time. None for a new sweep. Refuses a folder holding another sweep, or one
+    made without `sweep.json` (its jobs' settings cannot be checked)."""
     if sweep_dir.exists() and not sweep_dir.is_dir():
         raise UserError(f"hydra.sweep.dir={sweep_dir} is a file, not a directory")
     state = read_state(sweep_dir)
@@ -66,20 +136,57 @@ def check_resume(sweep_dir: Path, jobs: list[list[str]]) -> bool:
                 f"hydra.sweep.dir={sweep_dir} already holds a sweep this version cannot resume (no {STATE}): "
                 "its finished jobs would be relabelled; choose another hydra.sweep.dir"
             )
-        return False
-    if state.get("overrides") != jobs:
-        before = {" ".join(j) for j in state.get("overrides", [])}
-        now = {" ".join(j) for j in jobs}
+        return None
+    recorded: dict[tuple[str, ...], list[str]] = {}
+    for job, folder in zip(state["overrides"], state["dirs"], strict=True):
+        recorded.setdefault(job_key(job), []).append(folder)
+    asked = Counter(job_key(j) for j in jobs)
+    before, now = {" ".join(k) for k in recorded}, {" ".join(k) for k in asked}
+    if asked != Counter({k: len(v) for k, v in recorded.items()}):
         extra, missing = sorted(now - before), sorted(before - now)
         example = (
             f"new job: {extra[0]}" if extra else f"job no longer asked for: {missing[0]}" if missing else ""
         )
         raise UserError(
-            f"hydra.sweep.dir={sweep_dir} holds a sweep of other settings ({len(before)} jobs there, "
-            f"{len(now)} asked for; {example or 'another order'}); rerun it with the same overrides to "
-            "complete it, or choose another hydra.sweep.dir"
+            f"hydra.sweep.dir={sweep_dir} holds a sweep of other settings ({len(state['overrides'])} jobs "
+            f"there, {len(jobs)} asked for; {example or 'a job repeated another number of times'}); rerun it "
+            "with the same overrides to complete it, or choose another hydra.sweep.dir"
         )
-    return True
+    return [recorded[job_key(j)].pop(0) for j in jobs]
+
+
+def config_drift(recorded: Path, composed: DictConfig) -> list[tuple[str, Any, Any]]:
+    """Where a job's config as composed now differs from the one its earlier attempt ran with (its
+    `.hydra/config.yaml`): [(key, then, now)], Hydra's own node and `sweep` (how to resume) left out.
+    An edited group file or other code defaults show here, though the overrides are the same."""
+    try:
+        then = OmegaConf.load(recorded)
+    except FileNotFoundError:
+        raise UserError(
+            f"{recorded} is missing: this job's earlier settings cannot be checked; "
+            "rerun with sweep.resume=force to keep its results as they are"
+        ) from None
+    except Exception as e:  # YAML's or OmegaConf's many errors: one line naming the file
+        raise UserError(f"{recorded} cannot be read ({str(e).splitlines()[0]})") from None
+    if not isinstance(then, DictConfig):
+        raise UserError(f"{recorded}: the whole file is a list, not a job's config (a mapping)")
+    now = OmegaConf.masked_copy(composed, [k for k in composed if k not in ("hydra", "sweep")])
+    a = _flat(OmegaConf.to_container(then, resolve=False))
+    b = _flat(OmegaConf.to_container(now, resolve=False))
+    a = {k: v for k, v in a.items() if k.split(".")[0] not in ("hydra", "sweep")}
+    absent = "(absent)"
+    keys = sorted(set(a) | set(b))
+    return [(k, a.get(k, absent), b.get(k, absent)) for k in keys if a.get(k, absent) != b.get(k, absent)]
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    """{"model": {"hidden": 8}} -> {"model.hidden": 8}; lists stay values."""
+    if not isinstance(d, dict) or (prefix and not d):
+        return {prefix.rstrip("."): d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}."))
+    return out
 
 
 def nest_blocker(cfg: DictConfig) -> str | None:
@@ -100,6 +207,15 @@ def nest_blocker(cfg: DictConfig) -> str | None:
         return "stochastic weight averaging starts at a fraction of trainer.max_epochs"
     if cfg.get("ckpt_path"):
         return "a resumed run"
+    # a shorter job's weights are its epochs' checkpoints: one must be saved after every epoch
+    newest = [
+        c
+        for c in callbacks.values()
+        if str((c or {}).get("_target_", "")).endswith("ModelCheckpoint") and c.get("monitor") is None
+    ]
+    every = t.get("check_val_every_n_epoch") or 1
+    if not any(c.get("save_on_train_epoch_end") or every == 1 for c in newest):
+        return "no checkpoint callback saves the newest epoch after every epoch (callbacks.last_checkpoint)"
     return None
 
 
@@ -200,7 +316,22 @@ def shorter_config(long: DictConfig, overrides: list[str], epochs: int, num: int
 
 def set_aside(sweep_dir: Path, run: Path) -> Path | None:
     """Move a job folder's earlier, unfinished attempt (checkpoints, logs) to `.incomplete/`, so the job
-    can run again there; a `last.ckpt` in it can still be resumed by hand. Nothing is deleted."""
+    can run again there; a `last.ckpt` in it can still be resumed by hand. Nothing is deleted.
+
+    Never a folder a live process holds (its `.lock`): a job of an earlier attempt still saving where it got
+    to (its command killed a moment ago), or of another copy of this sweep. Refused before anything moves:
+    every job folder of the sweep is checked, not only this one."""
+    from lstm_cls import rundir
+
+    held = [run, *(p.parent for p in sorted(sweep_dir.glob(f"*/{rundir.LOCK}")))]
+    held += [p.parent for p in sorted(run.rglob(rundir.LOCK))] if run.is_dir() else []
+    for folder in held:
+        pid = rundir.lock_holder(folder)
+        if pid is not None:
+            raise UserError(
+                f"{folder} is in use by a running job (pid {pid}), an earlier attempt of this sweep still "
+                "stopping: nothing was moved; rerun when it has ended"
+            )
     if not run.is_dir() or not any(p.name != ".hydra" for p in run.iterdir()):
         if run.is_dir():
             shutil.rmtree(run / ".hydra", ignore_errors=True)  # Hydra's own copy of the config: rewritten
@@ -255,10 +386,30 @@ def slots(n_jobs: Any) -> int:
 
 
 def derived_jobs(sweep_dir: Path, run_dir: Path) -> list[dict[str, Any]]:
-    """For a job of a sweep: the shorter jobs it writes ([{"epochs": E, "dir": path}]), if any."""
+    """For a job of a sweep: the shorter jobs it writes ([{"epochs": E, "dir": path}]), if any. nested.json
+    is the sweeper's, written before any job starts; one of another shape is a UserError naming the field."""
+    f = sweep_dir / NESTED
     try:
-        table = json.loads((sweep_dir / NESTED).read_text())
-    except (OSError, ValueError):
+        table = json.loads(f.read_text())
+    except FileNotFoundError:
         return []
-    entries = table.get(str(run_dir.resolve().relative_to(sweep_dir.resolve())), [])
-    return [{"epochs": int(e["epochs"]), "dir": sweep_dir / e["dir"]} for e in entries]
+    except (OSError, ValueError) as e:
+        raise UserError(f"{f} cannot be read ({e})") from None
+    if not isinstance(table, dict):
+        raise UserError(f"{f}: the whole file is {type(table).__name__}, not a JSON object")
+    name = str(run_dir.resolve().relative_to(sweep_dir.resolve()))
+    entries = table.get(name, [])
+    ok = isinstance(entries, list) and all(
+        isinstance(e, dict)
+        and isinstance(e.get("epochs"), int)
+        and not isinstance(e.get("epochs"), bool)
+        and e["epochs"] > 0
+        and isinstance(e.get("dir"), str)
+        and e["dir"]
+        and not Path(e["dir"]).is_absolute()
+        and ".." not in Path(e["dir"]).parts
+        for e in entries
+    )
+    if not ok:
+        raise UserError(f"{f}: {name} is not a list of shorter jobs ({{epochs: a count, dir: a job folder}})")
+    return [{"epochs": e["epochs"], "dir": sweep_dir / e["dir"]} for e in entries]

@@ -21,7 +21,7 @@ from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
-from lstm_cls.report import MEAN, SPREAD, duration, jobs_at_once, main
+from lstm_cls.report import MEAN, SPREAD, Outputs, duration, jobs_at_once, main
 
 from .test_report_faults import BASE, split
 
@@ -159,6 +159,7 @@ def test_a_figure_that_no_longer_applies_is_removed_and_not_linked(tmp_path, cap
     sweep = tmp_path / "s"
     sweep_of(sweep, grid("model.hidden=4,8"))
     (sweep / "weight_norms.png").write_bytes(b"from an earlier report")
+    Outputs(sweep).wrote("weight_norms.png", sweep / "weight_norms.png")  # as that report recorded it
     md, _, _ = run_report(sweep, capsys)
     assert not (sweep / "weight_norms.png").exists() and "weight_norms" not in md
 

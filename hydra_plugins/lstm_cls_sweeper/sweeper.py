@@ -46,14 +46,45 @@ class LstmClsSweeper(BasicSweeper):
         jobs = [list(j) for j in self.split_arguments(overrides, None)[0]]  # Hydra's order: job i, folder i
         sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
-            resuming = sweeps.check_resume(sweep_dir, jobs)
+            force = sweeps.resume_setting(self.config) == "force"
+            recorded = sweeps.check_resume(sweep_dir, jobs)  # each job's folder, for a resumed sweep
             rundir.acquire(sweep_dir)  # a second copy of this sweep into the same folder is refused
         except UserError as e:
             fail(e)
         try:
-            return self._run(jobs, sweep_dir, resuming)
+            return self._run(jobs, sweep_dir, recorded, force)
+        except UserError as e:  # a resume's checks (its jobs' earlier files): before any job starts
+            fail(e)
         finally:
             rundir.release(sweep_dir)
+
+    @staticmethod
+    def _check_drift(sweep_dir: Path, dirs: "list[str]", done: "set[int]", config: Any, force: bool) -> None:
+        """A resume keeps the jobs completed earlier: refuse it where one of them ran with settings other
+        than those its overrides compose to now (an edited group file, other defaults), since the report
+        would then average two configurations as one. `sweep.resume=force` keeps them, saying so."""
+        from lstm_cls import UserError, sweeps
+
+        for i in sorted(done, key=lambda i: dirs[i]):
+            recorded = sweep_dir / dirs[i] / ".hydra" / "config.yaml"
+            try:
+                drift = sweeps.config_drift(recorded, config(i))
+            except UserError:
+                if force:
+                    continue
+                raise
+            if not drift:
+                continue
+            key, then, now = drift[0]
+            more = f" (and {len(drift) - 1} more settings)" if len(drift) > 1 else ""
+            what = f"{key} was {then!r} there, is {now!r} now{more}"
+            if not force:
+                raise UserError(
+                    f"hydra.sweep.dir={sweep_dir}: job {dirs[i]} completed with other settings than this "
+                    f"command composes: {what}; rerun with sweep.resume=force to keep its results anyway, "
+                    "or choose another hydra.sweep.dir"
+                )
+            log.warning("sweep.resume=force: job %s kept though %s", dirs[i], what)
 
     def _compose(self, overrides: list[str], num: int) -> DictConfig:
         """A job's config as the launcher composes it (this also checks that every job composes)."""
@@ -63,7 +94,7 @@ class LstmClsSweeper(BasicSweeper):
             cfg.hydra.job.id = f"{cfg.hydra.job.name}_{num}"
         return cfg
 
-    def _run(self, jobs: list[list[str]], sweep_dir: Path, resuming: bool) -> Any:
+    def _run(self, jobs: list[list[str]], sweep_dir: Path, recorded: "list[str] | None", force: bool) -> Any:
         from hydra.core.hydra_config import HydraConfig
 
         from lstm_cls import sweeps
@@ -76,7 +107,9 @@ class LstmClsSweeper(BasicSweeper):
             return composed[i]
 
         subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir")
-        if subdir == "${hydra.job.num}":  # Hydra's default: the job's number
+        if recorded is not None:  # resumed: each job in the folder sweep.json gives it, whatever its order
+            dirs = recorded
+        elif subdir == "${hydra.job.num}":  # Hydra's default: the job's number
             dirs = [str(i) for i in range(len(jobs))]
         else:  # your own hydra.sweep.subdir: as each job's config resolves it
             dirs = []
@@ -84,7 +117,13 @@ class LstmClsSweeper(BasicSweeper):
                 HydraConfig.instance().set_config(config(i))
                 dirs.append(str(config(i).hydra.sweep.subdir))
             HydraConfig.instance().set_config(self.config)
-        done = {i for i, d in enumerate(dirs) if sweeps.completed(sweep_dir / d)} if resuming else set()
+        resuming = recorded is not None
+        done = (
+            {i for i, d in enumerate(dirs) if sweeps.completed(sweep_dir / d, strict=True)}
+            if resuming
+            else set()
+        )
+        self._check_drift(sweep_dir, dirs, done, config, force)
         plan = sweeps.plan(jobs, config, done, self.config, nested=self.nested)
         if done:
             log.info(
