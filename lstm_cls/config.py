@@ -264,6 +264,16 @@ def _check_ts_files(d: Mapping[str, Any]) -> None:
             raise UserError(f"data.{key}: no such file: {value}")
 
 
+SWEEP_RESUME = ("auto", "force")  # lstm_cls.sweeps.RESUME: how a rerun into a sweep's folder resumes it
+
+
+def _problems_sweep(sweep: Mapping[str, Any], problems: list[str]) -> None:
+    """`sweep.resume` (conf/train.yaml): auto or force (the sweeper reads it; a single run checks it too)."""
+    v = sweep.get("resume", "auto") if hasattr(sweep, "get") else sweep
+    if v not in SWEEP_RESUME:
+        problems.append(f"sweep.resume must be one of {', '.join(SWEEP_RESUME)} (got {v!r})")
+
+
 def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
     """Reject out-of-range settings of a composed `train` config before any data is read."""
     d, m = cfg["data"], cfg["model"]
@@ -323,6 +333,7 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
     _problems_model(m, problems)
     _problems_trainer(cfg["trainer"], problems, multirun)
     _problems_callbacks(cfg.get("callbacks") or {}, cfg["trainer"], problems)
+    _problems_sweep(cfg.get("sweep") or {}, problems)
     for group in ("callbacks", "logger"):
         _problems_numbers(group, cfg.get(group) or {}, problems)
     if problems:

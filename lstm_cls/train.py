@@ -41,6 +41,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", ".*exists and is not empty.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")  # inside Lightning 2.6 itself
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")  # nothing is logged per step
+    # validation off (limit_val_batches=0): the best-checkpoint callback has nothing to watch, and the run
+    # tests its last epoch instead (metrics.json: best_checkpoint). With validation run, Lightning raises
+    warnings.filterwarnings("ignore", ".*could not find the monitored key.*")
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(getattr(f, "__name__", "") == "no_tips" for f in rank_zero.filters):
 
@@ -247,11 +250,16 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     fit_seconds = time.perf_counter() - t0
     fit_end = time.time()
 
-    # the checkpoint kept by validation loss (the other one keeps the newest epoch)
+    # the checkpoint kept by validation loss (the other one keeps the newest epoch); a run that never
+    # validated (limit_val_batches=0, or fewer epochs than check_val_every_n_epoch) has none: its last
+    # epoch's weights are tested, as last.ckpt holds them, and metrics.json says so
     watcher = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
     best = watcher.best_model_path if watcher else ""
     trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
     best_epoch = load(best)["epoch"] + 1 if best else trainer.current_epoch
+    from lstm_cls.nested import best_checkpoint
+
+    chosen = best_checkpoint(best, watcher, validated=bool(model.epoch_metrics.get("val")))
     em = model.epoch_metrics
     train_m, val_m, test_m = em.get("train", {}), em.get("val", {}), em.get("test", {})
     metrics: dict[str, Any] = {
@@ -265,6 +273,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "test/majority_acc": float((dm.sets["test"].labels() == shares.argmax()).float().mean()),
         **{f"classes/{s}/{c}": k for s, per in counts.items() for c, k in per.items()},
         "best_epoch": best_epoch,
+        "best_checkpoint": chosen,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "train_path": "standard" if reasons else "block",
@@ -302,6 +311,12 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
+def _figure(value: Any, digits: int) -> str:
+    """A number of a job's line, or "none" where the run has none (no validation: no val/best_loss)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return f"{value:.{digits}f}" if number else "none"
+
+
 def job_line(run_dir: Path, metrics: dict[str, Any]) -> str:
     """A sweep job's one line: its folder and overrides, status, best validation loss, test accuracy and
     seconds (from the job's start; a derived job's: the seconds its longer job took to reach its epochs)."""
@@ -310,8 +325,9 @@ def job_line(run_dir: Path, metrics: dict[str, Any]) -> str:
     seconds = metrics["fit_seconds"] if "derived_from" in metrics else time.time() - JOB_STARTED[0]
     derived = f", derived from job {metrics['derived_from']}" if "derived_from" in metrics else ""
     return (
-        f"job {run_dir.name} ({typed}): {metrics['status']}, val/best_loss {metrics['val/best_loss']:.4f}, "
-        f"test/acc {metrics['test/acc']:.3f}, {seconds:.1f} s{derived}"
+        f"job {run_dir.name} ({typed}): {metrics['status']}, "
+        f"val/best_loss {_figure(metrics.get('val/best_loss'), 4)}, "
+        f"test/acc {_figure(metrics.get('test/acc'), 3)}, {seconds:.1f} s{derived}"
     )
 
 
