@@ -225,7 +225,11 @@ def precheck(argv: Sequence[str], config_name: str) -> Path | None:
         cfg = composed(config_name, overrides)
         if not is_multirun(cfg):
             config.check(cfg)
-            return hold_run_dir(Path(str(cfg.hydra.run.dir)))
+            path = Path(str(cfg.hydra.run.dir))
+            if dated(cfg, "run"):  # a new folder each time it is resolved: Hydra's will not be this one
+                rundir.check_writable(path, "hydra.run.dir")
+                return None
+            return hold_run_dir(path)
     # each swept value's first: the sweep's own settings (sweeper, launcher, folder)
     base = composed(config_name, [typed for _, typed in expand(parsed)[0]])
     config.check_launcher(base.hydra.launcher)
@@ -242,7 +246,15 @@ def precheck(argv: Sequence[str], config_name: str) -> Path | None:
     sweep_dir = Path(str(base.hydra.sweep.dir))
     rundir.check_writable(sweep_dir, "hydra.sweep.dir")
     rundir.check_sweep_dir(sweep_dir)
+    if not dated(base, "sweep"):  # (a dated folder: Hydra resolves its own, a moment later)
+        rundir.make(sweep_dir, "hydra.sweep.dir")  # the last check: the sweep goes ahead from here
     return None
+
+
+def dated(cfg: DictConfig, which: str) -> bool:
+    """Whether `hydra.<which>.dir` holds `${now:...}` (the default folders, named to the microsecond): Hydra
+    resolves it again when it runs, to another time, so this check must neither make nor hold it."""
+    return "${now:" in str(OmegaConf.to_container(cfg.hydra[which], resolve=False).get("dir"))
 
 
 def hold_run_dir(path: Path) -> Path:

@@ -43,17 +43,15 @@ def check_writable(path: Path, key: str) -> None:
         raise UserError(f"{key}={path}: {p} is a file, not a directory")
     if not os.access(p, os.W_OK | os.X_OK):
         raise UserError(f"{key}={path}: {p} cannot be written here (permission denied or read-only)")
-    made: list[Path] = []  # what os.access cannot tell (/proc, a full disk): make the folders, then undo
+
+
+def make(path: Path, key: str) -> None:
+    """Make a folder a command will write into, or refuse it in one line (what `check_writable` cannot
+    see ahead: /proc, a full disk)."""
     try:
-        for q in reversed([*path.parents, path]):
-            if not q.exists():
-                q.mkdir()
-                made.append(q)
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"{key}={path}: {q} cannot be made ({e.strerror})") from None
-    finally:
-        for q in reversed(made):
-            q.rmdir()
+        raise UserError(f"{key}={path} cannot be made ({e.strerror})") from None
 
 
 def check_run_dir(path: Path, key: str = "hydra.run.dir") -> None:
