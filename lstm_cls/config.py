@@ -423,7 +423,7 @@ def check_tool(tool: str, cfg: Mapping[str, Any]) -> Path:
     if output and Path(output).exists():
         raise UserError(f"output: {output} already exists; choose another output=")
     if not scoring:
-        return Path(output)
+        return writable(Path(output))
     path = cfg["data"].get("path")
     if not path:
         what = "the file to predict on" if tool == "predict" else "a labelled file to score"
@@ -435,8 +435,16 @@ def check_tool(tool: str, cfg: Mapping[str, Any]) -> Path:
         what = "is a directory, not a file" if Path(path).is_dir() else "no such file"
         raise UserError(f"data.path: {what}: {path}")
     if output:
-        return Path(output)
+        return writable(Path(output))
     from lstm_cls.cli import file_stem, free_path, run_folder
 
     folder = run_folder(ckpt) / ("predictions" if tool == "predict" else "evaluations")
-    return free_path(folder, file_stem(path), ".csv" if tool == "predict" else ".json")
+    return writable(free_path(folder, file_stem(path), ".csv" if tool == "predict" else ".json"))
+
+
+def writable(output: Path) -> Path:
+    """A tool's output file, whose folder can be made and written (checked before the checkpoint is read)."""
+    from lstm_cls.rundir import check_writable
+
+    check_writable(output.parent, "output", shown=output)
+    return output

@@ -29,20 +29,22 @@ def conflicts(path: Path) -> list[str]:
     return found + sorted(p.name for p in path.glob("events.out.tfevents.*"))
 
 
-def check_writable(path: Path, key: str) -> None:
+def check_writable(path: Path, key: str, shown: Path | None = None) -> None:
     """Refuse a folder that cannot be made or written, before any work: a dangling symbolic link on the way,
-    a file where a folder must be, a read-only place."""
+    a file where a folder must be, a read-only place. `shown`: the path the user gave for `key`, where `path`
+    is the folder it goes into (a tool's output file)."""
+    given = shown or path
     p = path
     while not p.exists():
         if p.is_symlink():
-            raise UserError(f"{key}={path}: {p} is a symbolic link to nothing ({os.readlink(p)})")
+            raise UserError(f"{key}={given}: {p} is a symbolic link to nothing ({os.readlink(p)})")
         if p == p.parent:
             break
         p = p.parent
     if not p.is_dir():
-        raise UserError(f"{key}={path}: {p} is a file, not a directory")
+        raise UserError(f"{key}={given}: {p} is a file, not a directory")
     if not os.access(p, os.W_OK | os.X_OK):
-        raise UserError(f"{key}={path}: {p} cannot be written here (permission denied or read-only)")
+        raise UserError(f"{key}={given}: {p} cannot be written here (permission denied or read-only)")
 
 
 def make(path: Path, key: str) -> None:

@@ -183,3 +183,14 @@ def test_a_flag_after_the_overrides_is_one_error_line(tmp_path):
     r = run_cli(*TINY, "-m", "model.hidden=8,16", f"hydra.sweep.dir={tmp_path / 's'}")
     refused(r, "-m after the overrides: flags come first, e.g. python -m lstm_cls.train -m data.length=600")
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("tool", ["predict", "evaluate", "export"])
+def test_a_tools_output_that_cannot_be_written_is_refused_before_the_checkpoint_is_read(tmp_path, tool):
+    (ckpt := tmp_path / "model.ckpt").write_bytes(b"never read")
+    (data := tmp_path / "new.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / {"predict": "p.csv", "evaluate": "e.json", "export": "m.onnx"}[tool]
+    args = [f"ckpt_path={ckpt}", f"output={out}"] + ([f"data.path={data}"] if tool != "export" else [])
+    r = run_cli(*args, *(["format=onnx"] if tool == "export" else []), module=f"lstm_cls.{tool}")
+    refused(r, f"output={out}: {tmp_path / 'afile'} is a file, not a directory")
