@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from lstm_cls import STARTED, UserError, config, rundir
 from lstm_cls.checkpoints import write_json_atomic
 from lstm_cls.cli import fail
+from lstm_cls.precheck import precheck
 from lstm_cls.tensorboard import log_to_tensorboard  # registers its resolver before Hydra resolves
 
 if TYPE_CHECKING:
@@ -421,19 +422,23 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.get("optimized_metric"))
 
 
-def cli(app: Callable[[], Any] = main) -> None:
-    """A Hydra app's command line (train, baselines): refuse used directories, Ctrl-C without a traceback."""
-    # Hydra writes .hydra/ into the run directory before the app runs: refuse a used one first
-    # (Lightning's DDP launcher restarts this command for the other processes, into the same directory)
+def cli(app: Callable[[], Any] = main, config_name: str = "train") -> None:
+    """A Hydra app's command line (train, baselines): the command is composed and checked before Hydra
+    writes anything (`lstm_cls.precheck`); Ctrl-C without a traceback."""
+    held = None
     try:
+        # (Lightning's DDP launcher restarts this command for the other processes, into the same directory)
         if rank_zero():
-            rundir.guard(sys.argv[1:])
+            held = precheck(sys.argv[1:], config_name)
         app()
     except UserError as e:
         fail(e)
     except KeyboardInterrupt:  # Ctrl-C outside fitting (imports, data, testing): no traceback
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        if held is not None:
+            rundir.release(held)
 
 
 if __name__ == "__main__":
