@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import lstm_cls
 from lstm_cls import UserError
+
+log = logging.getLogger(__name__)
 
 # what every lstm_cls checkpoint holds, besides Lightning's own keys (epoch, global_step, ...)
 REQUIRED = ("state_dict", "hyper_parameters", "data_info")
@@ -69,13 +72,43 @@ def _torch_load(p: Path, where: str) -> Any:
         # Exception, not BaseException: Ctrl-C still stops. Damaged bytes surface as almost anything
         # (RuntimeError from the zip reader, UnpicklingError, EOFError, KeyError, IndexError, TypeError,
         # UnicodeDecodeError, OSError from a bad seek, MemoryError from a huge size...): all mean the same
-        if "Unsupported global" in str(e):
-            # a valid pickle holding Python objects (torch.save(model), not a state dict): refused by
-            # weights_only, which is what keeps a downloaded file from running code
+        named = _code_named(p, e)
+        if named is not None:
+            # an intact file whose pickle names Python code (a call such as os.system, or a class:
+            # torch.save(model)): weights_only refused to run it, which is what keeps a downloaded file
+            # from running code. Said as it is, not as damage: the file is whole, and it is not data
             raise UserError(
-                f"{where} is not an lstm_cls checkpoint (it holds Python objects, not plain data)"
+                f"{where} holds code; not loaded (it names {named}: Python objects, not plain data, "
+                "so not an lstm_cls checkpoint)"
             ) from e
         raise UserError(f"{where} is truncated or corrupt (not a torch checkpoint)") from e
+
+
+def _code_named(p: Path, error: Exception) -> str | None:
+    """The Python global that torch's weights_only loading refused in the file at `p`, when the file is
+    intact (a whole zip, its pickle read to its STOP without error); None for anything else.
+
+    torch's message alone cannot tell a refusal from damage (corrupt bytes can read as an odd global);
+    the pickle is walked here without running anything (`pickletools.genops` only decodes opcodes)."""
+    import pickletools
+    import re
+    import zipfile
+
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    if "Weights only load failed" not in str(error) or not found:
+        return None
+    try:
+        with zipfile.ZipFile(p) as z:
+            name = next((n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+            if name is None:
+                return None
+            data = z.read(name)  # checks the member's CRC: damaged bytes raise BadZipFile
+        ops = list(pickletools.genops(data))
+    except Exception:  # any failure to read or decode: damage, told as such by the caller
+        return None
+    if not ops or ops[-1][0].name != "STOP":
+        return None
+    return found.group(1)
 
 
 def _check(ckpt: Any, where: str) -> None:
@@ -233,34 +266,161 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def carry_over(ckpt_path: Path, checkpoints: Path, out: Path) -> Path:
-    """A checkpoint whose run goes on in another folder, as if it had always been there: copy the old
-    run's checkpoints that the checkpoint callbacks remember (the best one above all) into `checkpoints`,
-    point their state there, and save the result as `out`. Lightning would otherwise drop the
-    best-checkpoint record when the directory changes, and a resumed run would test the best epoch after
-    the resume instead of the true best. The old run's files are never touched. Returns `out`."""
+def carry_over(ckpt_path: Path, checkpoints: Path, out: Path, callbacks: Sequence[Any] = ()) -> Path:
+    """A checkpoint whose run goes on in another folder, as if it had always been there: its checkpoint
+    callbacks' state points into `checkpoints`, and the best checkpoint it remembers is copied there;
+    the result is saved as `out`, which is returned. The old run's files are never touched.
+
+    A checkpoint is data: no path recorded inside it is opened, copied or kept (a file could name any
+    file on the machine, and Lightning would test, copy or delete it). The best checkpoint is looked for
+    under the name this run's callback gives it (`callbacks`: this trainer's ModelCheckpoint callbacks;
+    without them the project's names, best.ckpt and last.ckpt) beside the checkpoint given, and used
+    only if it is the one recorded: same model, same best score, not newer. Otherwise the record is
+    dropped, with a warning: the best epoch is then chosen among the epochs after the resume."""
     import shutil
 
     import torch
 
     ckpt = load(ckpt_path)
-    checkpoints.mkdir(parents=True, exist_ok=True)
-
-    def moved(path: str) -> str:
-        old = Path(path)
-        if not path or not old.is_file():
-            return path
-        new = checkpoints / old.name
-        if not new.exists():
-            shutil.copy2(old, new)
-        return str(new)
-
-    for state in ckpt.get("callbacks", {}).values():
-        if "dirpath" not in state:  # not a ModelCheckpoint
+    source = Path(ckpt_path).parent
+    by_key = {getattr(cb, "state_key", None): cb for cb in callbacks}
+    states = ckpt.get("callbacks")
+    prepared: list[tuple[Path, Path]] = []  # (found beside the checkpoint, copy in this run)
+    for key, state in states.items() if isinstance(states, dict) else []:
+        if not isinstance(state, dict) or "dirpath" not in state:  # not a ModelCheckpoint
             continue
-        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
-            state[key] = moved(state.get(key, ""))
-        state["best_k_models"] = {moved(k): v for k, v in state.get("best_k_models", {}).items()}
-        state["dirpath"] = str(checkpoints)
+        cb = by_key.get(key)
+        dirpath = str(cb.dirpath) if cb is not None and cb.dirpath else os.path.realpath(checkpoints)
+        # every path Lightning would read back: none survives from the file
+        state.update(
+            dirpath=dirpath,
+            best_model_path="",
+            kth_best_model_path="",
+            last_model_path="",
+            best_k_models={},
+        )
+        score = state.get("best_model_score")
+        if not state.get("monitor") or score is None:
+            state["best_model_score"] = None  # the newest-epoch callback: this run writes its own file
+            continue
+        name = f"{cb.filename}{cb.FILE_EXTENSION}" if cb is not None and cb.filename else "best.ckpt"
+        found = _recorded_best(source / name, ckpt, key, score)
+        if found is None:
+            log.warning(
+                "%s: the best checkpoint it records is not %s (missing, or another run's): "
+                "the best epoch is chosen among the epochs after the resume",
+                ckpt_path,
+                source / name,
+            )
+            state.update(best_model_score=None, kth_value=None)
+            continue
+        copy = Path(dirpath) / name
+        prepared.append((found, copy))
+        state.update(
+            best_model_path=str(copy),
+            kth_best_model_path=str(copy),
+            best_k_models={str(copy): score},
+            kth_value=score,
+        )
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    for found, copy in prepared:
+        if not copy.exists():  # a file of this run is never replaced
+            shutil.copyfile(found, copy)
     write_atomic(out, lambda f: torch.save(ckpt, f))
     return out
+
+
+def _recorded_best(candidate: Path, ckpt: dict[str, Any], key: str, score: Any) -> Path | None:
+    """`candidate` when it is the best checkpoint that `ckpt` records under callback `key`: an lstm_cls
+    checkpoint (a plain file, not a link) of the same model, whose own record holds the same best score,
+    from an epoch no later than `ckpt`'s. None otherwise; nothing in `ckpt` names the file."""
+    import torch
+
+    if candidate.is_symlink() or not candidate.is_file():
+        return None
+    try:
+        best = load(candidate)
+    except UserError:
+        return None
+    theirs = (best.get("callbacks") or {}).get(key)
+    if not isinstance(theirs, dict):
+        return None
+    recorded = theirs.get("best_model_score")
+    same = (
+        isinstance(recorded, torch.Tensor)
+        and isinstance(score, torch.Tensor)
+        and recorded.shape == score.shape
+        and bool(torch.equal(recorded.cpu(), score.cpu()))
+    )
+    later = not isinstance(best.get("epoch"), int) or best["epoch"] > ckpt.get("epoch", -1)
+    if not same or later or best["hyper_parameters"] != ckpt["hyper_parameters"]:
+        return None
+    return candidate
+
+
+# data_info keys as the settings a user types; the rest are named data.<key>
+DATA_SETTING = {"feature_names": "data.features", "class_names": "the data's classes", "kind": "data"}
+# model hyperparameters that are not model.* settings of their own: the data decides them
+MODEL_SETTING = {"n_features": "the number of features", "n_classes": "the number of classes"}
+
+
+def check_resume(
+    ckpt: dict[str, Any], hparams: dict[str, Any], data_info: dict[str, Any], where: str
+) -> None:
+    """Refuse to resume `ckpt` (loaded by `load`) into a run whose model or data settings differ from the
+    ones it was trained with: one UserError naming each setting and both values, before anything of the
+    resume is written or trained. A resume goes on with the same model on the same data; Lightning would
+    otherwise fail with a size mismatch deep in loading, or go on silently with other data."""
+    problems: list[str] = []
+    theirs_info = ckpt.get("data_info", {})
+    for k in sorted(set(theirs_info) & set(data_info) - {"mean", "std"}):
+        if theirs_info[k] != data_info[k]:
+            name = DATA_SETTING.get(k, f"data.{k}")
+            problems.append(f"{name}={_short(theirs_info[k])} (this run: {_short(data_info[k])})")
+    if not problems and not _close(theirs_info, data_info):
+        # same features and settings, other numbers: another file (or rows added to it)
+        problems.append(
+            "the data's normalisation (mean and std of the training windows) differs: other data than "
+            "the checkpoint was trained on"
+        )
+    theirs = ckpt.get("hyper_parameters", {})
+    for k in sorted(set(theirs) & set(hparams)):
+        if theirs[k] != hparams[k] and not (k in MODEL_SETTING and problems):
+            name = MODEL_SETTING.get(k, f"model.{k}")
+            problems.append(f"{name}={_short(theirs[k])} (this run: {_short(hparams[k])})")
+    if problems:
+        raise UserError(
+            f"{where} was trained with {'; '.join(problems)}: a resume goes on with the same model and data; "
+            "use the checkpoint's settings, or train anew without ckpt_path"
+        )
+
+
+def _close(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The normalisation statistics of two data_info agree (to float32 rounding)."""
+    import math
+
+    for k in ("mean", "std"):
+        x, y = a.get(k), b.get(k)
+        if x is None or y is None:
+            continue
+        if not isinstance(x, list) or not isinstance(y, list) or len(x) != len(y):
+            return False
+        for u, v in zip(x, y, strict=True):
+            numbers = isinstance(u, (int, float)) and isinstance(v, (int, float))
+            if not numbers or not math.isclose(u, v, rel_tol=1e-6, abs_tol=1e-9):
+                return False
+    return True
+
+
+def _short(value: Any, width: int = 60) -> str:
+    """A value for an error line: as typed (no quotes around a word), cut to `width` characters."""
+    text = value if isinstance(value, str) else json.dumps(value) if _jsonable(value) else repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True

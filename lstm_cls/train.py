@@ -231,9 +231,16 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     resume_from = None
     if cfg.ckpt_path:  # the first process prepares it before Lightning starts the others (DDP)
         resume = run_dir / ".resume.ckpt"
-        resume_from = (
-            carry_over(Path(cfg.ckpt_path), run_dir / "checkpoints", resume) if rank_zero() else resume
-        )
+        resume_from = resume
+        if rank_zero():
+            from lstm_cls.checkpoints import check_resume
+
+            # the checkpoint's model and data against this run's, before checkpoints/ exists: a refusal
+            # leaves nothing that looks like a run (refuse() removes what this run wrote by name)
+            where = f"ckpt_path: {cfg.ckpt_path}"
+            check_resume(load(cfg.ckpt_path), dict(model.hparams), model.data_info, where)
+            checkpoints = run_dir / "checkpoints"
+            resume_from = carry_over(Path(cfg.ckpt_path), checkpoints, resume, trainer.checkpoint_callbacks)
     t0 = time.perf_counter()
     # from here Ctrl-C raises KeyboardInterrupt again: Lightning stops training gracefully (see interrupted)
     signal.signal(signal.SIGINT, signal.default_int_handler)
