@@ -448,11 +448,25 @@ def jobs_at_once(root: Path, n_jobs: int) -> int:
     launcher: Any = {}
     f = root / "multirun.yaml"
     if f.is_file():
+        problem = None
         try:
             # plain YAML: Hydra's interpolations (${now:...}) need not resolve here
-            launcher = ((yaml.safe_load(f.read_text()) or {}).get("hydra") or {}).get("launcher") or {}
-        except (yaml.YAMLError, OSError, UnicodeDecodeError, AttributeError):
-            print("multirun.yaml cannot be read: counting one job at once", file=sys.stderr)
+            content = yaml.safe_load(f.read_text()) or {}
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            content, problem = {}, "multirun.yaml cannot be read"
+        # checked by shape: each level a mapping, as Hydra writes it
+        hydra = content.get("hydra") or {} if isinstance(content, dict) else None
+        launcher = hydra.get("launcher") or {} if isinstance(hydra, dict) else None
+        if problem is None and not isinstance(launcher, dict):
+            field = (
+                "the whole file"
+                if hydra is None and not isinstance(content, dict)
+                else ("hydra" if hydra is None else "hydra.launcher")
+            )
+            problem = f"multirun.yaml: {field} is not a mapping"
+        if problem:
+            print(f"{problem}: counting one job at once", file=sys.stderr)
+            launcher = {}
     if not isinstance(launcher, dict):
         launcher = {}
     at_once = sweeps.jobs_at_once(launcher)
@@ -577,7 +591,9 @@ class Outputs:
         except (OSError, ValueError) as e:
             raise UserError(f"{f} cannot be read ({e}); move it away") from None
         if not isinstance(data, dict):
-            raise UserError(f"{f}: the whole file is {type(data).__name__}, not a JSON object; move it away")
+            raise UserError(
+                f"{f}: the whole file is {sweeps.json_kind(data)}, not a JSON object; move it away"
+            )
         for name, entry in data.items():
             file = entry.get("file") if isinstance(entry, dict) else None
             if not (

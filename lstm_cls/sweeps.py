@@ -60,19 +60,30 @@ def completed(run: Path, strict: bool = False) -> bool:
         return False
     if not isinstance(m, dict) or not isinstance(m.get("status", ""), str):
         if strict:
-            field = "status" if isinstance(m, dict) else "the whole file"
-            raise UserError(
-                f"{f}: {field} is not what training writes (a JSON object with a status word); "
-                "move it away to train this job again"
+            what = (
+                f"status is {m['status']!r}, not a word"
+                if isinstance(m, dict)
+                else f"the whole file is {json_kind(m)}, not a JSON object"
             )
+            raise UserError(f"{f}: {what} (training writes neither); move it away to train this job again")
         return False
     return m.get("status") == "completed"
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words: an error says "the whole file is null", not "NoneType"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    kinds = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def state_problem(state: Any) -> str | None:
     """Why sweep.json's content is not what the sweeper writes (None: it is): the fields a resume reads."""
     if not isinstance(state, dict):
-        return f"the whole file is {type(state).__name__}, not a JSON object"
+        return f"the whole file is {json_kind(state)}, not a JSON object"
     jobs = state.get("overrides")
     if not isinstance(jobs, list) or not all(
         isinstance(j, list) and all(isinstance(o, str) for o in j) for j in jobs
@@ -396,7 +407,7 @@ def derived_jobs(sweep_dir: Path, run_dir: Path) -> list[dict[str, Any]]:
     except (OSError, ValueError) as e:
         raise UserError(f"{f} cannot be read ({e})") from None
     if not isinstance(table, dict):
-        raise UserError(f"{f}: the whole file is {type(table).__name__}, not a JSON object")
+        raise UserError(f"{f}: the whole file is {json_kind(table)}, not a JSON object")
     name = str(run_dir.resolve().relative_to(sweep_dir.resolve()))
     entries = table.get(name, [])
     ok = isinstance(entries, list) and all(

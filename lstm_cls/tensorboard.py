@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 if TYPE_CHECKING:
     import lightning as L
@@ -102,7 +102,24 @@ def swept_keys(sweep_dir: Path) -> list[str]:
 
 @functools.lru_cache(maxsize=8)
 def _swept_in_file(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
-    return tuple(_swept(OmegaConf.load(path).get("hydra")))
+    from lstm_cls import UserError
+
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # YAML's or OmegaConf's many errors: one line naming the file
+        raise UserError(f"{path} cannot be read ({str(e).splitlines()[0]})") from None
+    # Hydra writes it as the sweep starts; one of another shape (edited since) is named, not a traceback
+    hydra = cfg.get("hydra") if isinstance(cfg, DictConfig) else None
+    if not isinstance(hydra, DictConfig):
+        field = "hydra" if isinstance(cfg, DictConfig) else "the whole file"
+        raise UserError(f"{path}: {field} is not a mapping, as Hydra writes it")
+    params = OmegaConf.select(hydra, "sweeper.params")
+    task = OmegaConf.select(hydra, "overrides.task")
+    if params is not None and not isinstance(params, DictConfig):
+        raise UserError(f"{path}: hydra.sweeper.params is not a mapping, as Hydra writes it")
+    if task is not None and not (isinstance(task, ListConfig) and all(isinstance(o, str) for o in task)):
+        raise UserError(f"{path}: hydra.overrides.task is not a list of overrides, as Hydra writes it")
+    return tuple(_swept(hydra))
 
 
 def _hydra(cfg: Any = None) -> Any:
