@@ -225,7 +225,7 @@ def precheck(argv: Sequence[str], config_name: str) -> Path | None:
         cfg = composed(config_name, overrides)
         if not is_multirun(cfg):
             config.check(cfg)
-            path = Path(str(cfg.hydra.run.dir))
+            path = folder(cfg, "run")
             if dated(cfg, "run"):  # a new folder each time it is resolved: Hydra's will not be this one
                 rundir.check_writable(path, "hydra.run.dir")
                 return None
@@ -243,12 +243,21 @@ def precheck(argv: Sequence[str], config_name: str) -> Path | None:
             config.check(cfg, multirun=True)
         except UserError as e:
             raise UserError(f"{e} (in the sweep's job {typed})" if len(jobs) > 1 else str(e)) from None
-    sweep_dir = Path(str(base.hydra.sweep.dir))
+    sweep_dir = folder(base, "sweep")
     rundir.check_writable(sweep_dir, "hydra.sweep.dir")
     rundir.check_sweep_dir(sweep_dir)
     if not dated(base, "sweep"):  # (a dated folder: Hydra resolves its own, a moment later)
         rundir.make(sweep_dir, "hydra.sweep.dir")  # the last check: the sweep goes ahead from here
     return None
+
+
+def folder(cfg: DictConfig, which: str) -> Path:
+    """`hydra.<which>.dir` as Hydra will resolve it; an empty one (`hydra.run.dir=` with the value
+    forgotten) would be the current folder: refused."""
+    value = str(cfg.hydra[which].dir or "").strip()
+    if not value:
+        raise UserError(f"hydra.{which}.dir is empty: give a folder, e.g. hydra.{which}.dir=outputs/mine")
+    return Path(value)
 
 
 def dated(cfg: DictConfig, which: str) -> bool:

@@ -194,3 +194,10 @@ def test_a_tools_output_that_cannot_be_written_is_refused_before_the_checkpoint_
     args = [f"ckpt_path={ckpt}", f"output={out}"] + ([f"data.path={data}"] if tool != "export" else [])
     r = run_cli(*args, *(["format=onnx"] if tool == "export" else []), module=f"lstm_cls.{tool}")
     refused(r, f"output={out}: {tmp_path / 'afile'} is a file, not a directory")
+
+
+@pytest.mark.parametrize("typed", ["hydra.run.dir=", "hydra.run.dir=''", "-m hydra.sweep.dir="])
+def test_an_empty_folder_setting_is_refused_not_taken_as_the_current_folder(tmp_path, typed):
+    r = run_cli(*typed.split()[:-1], *TINY, typed.split()[-1], cwd=tmp_path)
+    refused(r, "is empty: give a folder")
+    assert list(tmp_path.iterdir()) == []
