@@ -358,6 +358,8 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
             raise UserError(f"data.path is not set: {d.get('hint') or 'pass data.path=FILE'}")
         if not d.get("target"):
             raise UserError("data.target is not set: pass data.target=COLUMN, the label column")
+        if not (d.get("dayfirst") is None or isinstance(d.get("dayfirst"), bool)):  # `maybe`: a truthy guess
+            raise UserError(f"data.dayfirst must be true, false or null (got {d.dayfirst!r})")
         features = header.as_names(d.get("features"))  # a bare string is one column, never its letters
         time, group = d.get("time"), d.get("group") or d.get("case")
         for key in ("path", "val_path", "test_path"):

@@ -286,6 +286,12 @@ def test_cli_mixed_dates_one_error_line_and_no_run_left(tmp_path):
 FAST_REFUSALS = [
     # refused by the settings check, before torch or aeon is imported
     ("xy", ["data=csv", "data.features=xy", "data.target=label"], "error: data.features: no column ['xy']"),
+    (
+        "xy",
+        ["data=csv", "data.target=label", "data.dayfirst=maybe"],
+        "error: data.dayfirst must be true, false",
+    ),
+    ("xy", ["data=csv", "data.target=label", "data.dayfirst=1"], "error: data.dayfirst must be true, false"),
     ("ts", ["data=uea", "data.test_path={csv}"], "error: data.test_path: {csv} is not a .ts file"),
     ("ts", ["data=uea", "data.test_path={tmp}/missing.TS"], "error: data.test_path: no such file"),
 ]
