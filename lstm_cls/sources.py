@@ -414,6 +414,7 @@ def table(
     if classes is None:
         values = sorted(present.unique().tolist(), key=lambda v: (isinstance(v, str), v))
         classes = [_class_name(v) for v in values]
+        _check_label_spellings(classes, target, where)
         if len(classes) < 2:
             raise UserError(f"data.target: column {target!r} has {len(classes)} class {classes}; need >= 2")
     index = {c: i for i, c in enumerate(classes)}
@@ -427,6 +428,19 @@ def table(
     x, labels = (np.require(a, requirements="W") for a in (x, labels))
     steps = df[key].to_numpy() if key is not None else rows
     return Series(torch.from_numpy(x), torch.from_numpy(labels), bounds, names, classes, steps, group_names)
+
+
+def _check_label_spellings(classes: list[str], target: str | None, where: str) -> None:
+    """Refuse class labels equal but for case or surrounding spaces ("Yes", "yes", "Yes "): almost surely one
+    class typed two ways, which would silently train as two."""
+    seen: dict[str, str] = {}
+    for c in classes:
+        other = seen.setdefault(c.strip().casefold(), c)
+        if other != c:
+            raise UserError(
+                f"data.target: column {target!r} of {where} has class labels {other!r} and {c!r}, equal but "
+                "for case or spaces: they would be two classes; spell each class one way"
+            )
 
 
 def _check_group_ids(ids: pd.Series, group: str, key: str, where: str) -> None:

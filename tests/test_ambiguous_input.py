@@ -190,6 +190,18 @@ def test_ts_labels_keep_their_case_in_the_file_and_fuzzed_spellings_never_merge(
                 uea.read_ts(p)
 
 
+@pytest.mark.parametrize(
+    ("labels", "words"), [(["Yes", "yes"], "'Yes' and 'yes'"), (["no", "no "], "'no' and 'no '")]
+)
+def test_table_labels_equal_but_for_case_or_spaces_are_refused(tmp_path, labels, words):
+    df = pd.DataFrame({"a": np.arange(60.0), "label": (labels + ["other"]) * 20})
+    df.to_csv(p := tmp_path / "t.csv", index=False)
+    with pytest.raises(
+        UserError, match=rf"^data.target: column 'label' of .* has class labels {words}, equal"
+    ):
+        sources.table(sources.read_table(p), "label", where=str(p))
+
+
 # ---- rows without a case (or group) id ----
 
 
