@@ -65,7 +65,7 @@ class LstmClsSweeper(BasicSweeper):
         would then average two configurations as one. `sweep.resume=force` keeps them, saying so."""
         from lstm_cls import UserError, sweeps
 
-        for i in sorted(done, key=lambda i: dirs[i]):
+        for i in sorted(done, key=lambda i: (len(dirs[i]), dirs[i])):  # folder 2 before folder 10
             recorded = sweep_dir / dirs[i] / ".hydra" / "config.yaml"
             try:
                 drift = sweeps.config_drift(recorded, config(i))
