@@ -7,6 +7,13 @@ next, as with a fresh command), started in milliseconds. The jobs start in the o
 (lstm_cls's sweeper: longest first), a new one as soon as one ends. A job whose process dies (killed, out of
 memory) fails alone: the others go on, and the sweep exits non-zero at the end, as Hydra does for a job that
 raises. Where a platform has no forkserver (Windows) the jobs start as fresh interpreters ("spawn").
+
+The sweep is one unit under signals. Ctrl-C (the terminal sends it to every process of the command) or SIGTERM
+(`kill`, or Slurm, which may send it to every process) stops each running job as Ctrl-C stops a run: it saves
+`last.ckpt` and writes `metrics.json` with status "interrupted". The command waits for them, names the jobs it
+never started (one line, and `not_started` in sweep.json), and exits 130 or 143. A job whose command died
+(SIGKILL, out of memory) stops itself the same way: it watches its command, never only its own parent (the
+fork server, which lives on while any job does).
 """
 
 # no `from __future__ import annotations`: Hydra loads plugin modules outside sys.modules, where
@@ -16,8 +23,11 @@ import inspect
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +62,9 @@ PRELOAD = [
     "lstm_cls.fast_path",
     "lstm_cls.tensorboard",
 ]
-SERVER = "lstm_cls.forkserver_exit"  # always last: the server's quick exit
+SERVER = "lstm_cls.forkserver_exit"  # always first: the server's quiet Ctrl-C and quick exit
+# how long a job, once told to stop, may take to save where it got to before it is told again, then killed
+GRACE_S = 60.0
 
 
 @dataclass
@@ -84,11 +96,13 @@ class ForkserverLauncher(Launcher):
         self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
         self.context = multiprocessing.get_context(start_method())
         if start_method() == "forkserver":
-            from multiprocessing import forkserver
-
-            self.context.set_forkserver_preload([*self.preload, SERVER])
+            self.context.set_forkserver_preload([SERVER, *self.preload])
             # start it now: it imports while the sweeper composes the jobs, not after
-            forkserver.ensure_running()
+            start_server()
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM before the jobs start (while composing): exit 143 with a word, through every `finally`
+            # (the sweep's lock is released); `launch` takes over from here
+            signal.signal(signal.SIGTERM, terminated_early)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.task_function is not None and self.hydra_context is not None
@@ -112,49 +126,173 @@ class ForkserverLauncher(Launcher):
         returns: list[JobReturn | None] = [None] * len(job_overrides)
         ahead = Ahead(self.hydra_context, self.config, list(enumerate(job_overrides)))
         ahead.start()
-        # Ctrl-C reaches the jobs too (one process group): each stops where it is and saves last.ckpt. This
-        # process waits for them (the `finally` below) before it reports the interrupt, whatever handler the
-        # command had (lstm_cls's exits at once, fine while importing, too soon here)
+        forget_not_started(sweep_dir)
+        # Ctrl-C reaches the jobs too (one process group): each stops where it is and saves last.ckpt. SIGTERM
+        # may reach only this process (`kill`): it is passed on to every job. This process waits for them (the
+        # `finally` below) before it reports the interrupt, whatever handler the command had (lstm_cls's exits
+        # at once, fine while importing, too soon here)
         main = threading.current_thread() is threading.main_thread()
-        handler = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+        handlers = {}
+        if main:
+            handlers[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+            handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, terminate)
+        stopped: str | None = None  # "Ctrl-C" or "SIGTERM"
+        never: list[int] = []  # jobs that never started
+
+        def collect(receive: Any, stopping: bool = False) -> None:
+            """A message from a job: its folder, its result, or end-of-file (the process has ended)."""
+            job = running[receive]
+            try:
+                if job.folder is None:
+                    job.folder = receive.recv()
+                    return
+                returns[job.idx] = cloudpickle.loads(receive.recv_bytes())
+            except EOFError:  # the process ended without a word: killed, out of memory, a crash
+                if not stopping:  # (stopping: it was told to, and says so in its metrics.json)
+                    job.process.join()
+                    returns[job.idx] = died(job_overrides[job.idx], job.process.exitcode, job.folder)
+            del running[receive]
+            receive.close()
+            job.process.join(timeout=GRACE_S)
+
         try:
             while waiting or running:
                 while waiting and len(running) < slots:
                     idx, overrides = waiting.pop()
                     composed = ahead.composed.pop(idx, None)  # None: not yet, the job composes it itself
                     receive, send = self.context.Pipe(duplex=False)
+                    fed, feed = self.context.Pipe(duplex=False)
                     p = self.context.Process(
                         target=run_one,
-                        args=(send, initial_job_idx + idx, list(overrides), task, state, composed),
+                        args=(send, fed, initial_job_idx + idx, list(overrides), task),
                         name=f"job {initial_job_idx + idx}",
                     )
+                    running[receive] = Job(idx, p, send, fed)  # before it starts: a signal finds it
                     p.start()
                     send.close()  # the job holds the only writing end: its end reads as end-of-file here
-                    running[receive] = Job(idx, p)
+                    fed.close()
+                    # its Hydra state (~70 kB) on a pipe of its own, not in what p.start() hands the fork
+                    # server: a signal while that waits (the server importing) leaves the job nothing
+                    # half-written to fail on, only an empty pipe (it ends quietly)
+                    feed.send((state, composed))
+                    feed.close()
                 for receive in multiprocessing.connection.wait(list(running)):
-                    job = running[receive]
-                    try:
-                        if job.folder is None:
-                            job.folder = receive.recv()
-                            continue
-                        returns[job.idx] = cloudpickle.loads(receive.recv_bytes())
-                    except EOFError:  # the process ended without a word: killed, out of memory, a crash
-                        job.process.join()
-                        returns[job.idx] = died(job_overrides[job.idx], job.process.exitcode, job.folder)
-                    del running[receive]
-                    receive.close()
-                    job.process.join()
+                    collect(receive)
+        except KeyboardInterrupt:
+            stopped = "Ctrl-C"
+        except Terminated:
+            stopped = "SIGTERM"
         finally:
             ahead.stop.set()
             try:
-                for job in running.values():  # after Ctrl-C: stopping on their own
-                    job.process.join(timeout=60)
-                    if job.process.is_alive():
-                        job.process.terminate()
+                if main:  # a second Ctrl-C or SIGTERM while the jobs save must not leave them behind
+                    for sig in handlers:
+                        signal.signal(sig, signal.SIG_IGN)
+                never = [j.idx for j in running.values() if j.process.pid is None]
+                # Ctrl-C: every job had it too; SIGTERM or an error here: tell them
+                stop(running, collect, tell=stopped != "Ctrl-C")
             finally:
-                if main:
-                    signal.signal(signal.SIGINT, handler)
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
+        if stopped is not None:
+            never = [
+                job_dir(job_overrides[i], initial_job_idx + i) for i in never + [i for i, _ in waiting[::-1]]
+            ]
+            if never:
+                if sweeps.read_state(sweep_dir) is not None:  # lstm_cls's sweeper's sweep.json
+                    sweeps.write_state(sweep_dir, not_started=never)
+                print(
+                    f"not started: {len(never)} job{'s' if len(never) > 1 else ''} ({', '.join(never)}); "
+                    "rerun the same command to run them",
+                    file=sys.stderr,
+                )
+            if stopped == "Ctrl-C":
+                raise KeyboardInterrupt  # the command's own report: "interrupted", exit 130
+            print("interrupted (SIGTERM)", file=sys.stderr)
+            raise SystemExit(143)
         return [r for r in returns if r is not None]
+
+
+class Terminated(SystemExit):
+    """SIGTERM in the launching process: stop the sweep as Ctrl-C does (a SystemExit: exit code 143 from
+    wherever it is raised, through every `finally`, with no traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__(143)
+
+
+def terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def terminated_early(signum: int, frame: Any) -> None:
+    """SIGTERM while the sweep is set up, before any job runs: nothing to stop, say so and exit 143."""
+    print("interrupted (SIGTERM)", file=sys.stderr)
+    raise Terminated()
+
+
+def start_server() -> None:
+    """Start the fork server with Ctrl-C held back (blocked, not lost) until its first preloaded module
+    (`SERVER`) has put in its quiet handler: a Ctrl-C while it imports then ends it without a traceback.
+    The resource tracker starts first: its own start unblocks the signals it blocks."""
+    from multiprocessing import forkserver, resource_tracker
+
+    resource_tracker.ensure_running()
+    masked = hasattr(signal, "pthread_sigmask")
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if masked else None
+    try:
+        forkserver.ensure_running()  # the new process inherits the blocked signal
+    finally:
+        if masked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a Ctrl-C meanwhile arrives here now
+
+
+def stop(running: dict[Any, "Job"], collect: Any, tell: bool) -> None:
+    """Wait for the running jobs to end, each saving where it got to; `tell`: send each SIGTERM first.
+    Waits on each job's own pipe (end-of-file: its process has ended), not on the fork server, which a
+    SIGTERM to every process may have ended. A job that has not ended after GRACE_S is told (again), then
+    killed: no job outlives its command."""
+    for receive, job in list(running.items()):
+        job.send.close()  # ours, if a signal came before we closed it: the job's end alone reads as its end
+        job.fed.close()
+        if job.process.pid is None:  # a signal came before it started: the caller counts it not started
+            del running[receive]
+            receive.close()
+    if not running:
+        return
+    for tries, sig in enumerate((signal.SIGTERM if tell else None, signal.SIGTERM, signal.SIGKILL)):
+        if sig is not None:
+            for job in running.values():
+                # its pipe is open: its process has not ended (not `is_alive()`, which asks the fork server)
+                try:
+                    os.kill(job.process.pid, sig)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + GRACE_S
+        while running and (left := deadline - time.monotonic()) > 0:
+            for receive in multiprocessing.connection.wait(list(running), timeout=left):
+                collect(receive, stopping=True)
+        if not running:
+            return
+        log.warning("%d jobs have not stopped after %.0f s (try %d)", len(running), GRACE_S, tries + 1)
+
+
+def job_dir(overrides: Sequence[str], num: int) -> str:
+    """A job's folder in the sweep: lstm_cls's sweeper names it in the overrides, else Hydra's default."""
+    given = [o.partition("=")[2] for o in overrides if o.startswith("hydra.sweep.subdir=")]
+    return given[-1] if given else str(num)
+
+
+def forget_not_started(sweep_dir: Path) -> None:
+    """A rerun starts the jobs an earlier attempt never did: its `not_started` list no longer holds."""
+    from lstm_cls import sweeps
+
+    try:
+        state = sweeps.read_state(sweep_dir)
+    except ValueError:  # unreadable: the sweeper has reported it
+        return
+    if state is not None and state.get("not_started"):
+        sweeps.write_state(sweep_dir, not_started=[])
 
 
 class Ahead(threading.Thread):
@@ -184,6 +322,8 @@ class Ahead(threading.Thread):
 class Job:
     idx: int
     process: Any
+    send: Any  # the job's end of its pipe, closed here once the job has started
+    fed: Any  # the job's end of the pipe its state comes on, closed here likewise
     folder: str | None = None  # its run directory, once the job has composed its config
 
 
@@ -214,16 +354,30 @@ def resolve(module: str, qualname: str) -> TaskFunction:
     return inspect.unwrap(obj)  # @hydra.main wraps it: the plain function, as Hydra calls it
 
 
-def run_one(
-    send: Any,
-    idx: int,
-    overrides: list[str],
-    task: tuple[str, str],
-    state: bytes,
-    composed: bytes | None = None,
-) -> None:
+def run_one(send: Any, fed: Any, idx: int, overrides: list[str], task: tuple[str, str]) -> None:
     """In the job's own process: what Hydra's joblib launcher does in a worker, then the result home.
-    `composed`: the job's config, composed in the launching process (`Ahead`), if it got to it first."""
+    On `fed`: Hydra's state, and the job's config if the launching process composed it first (`Ahead`)."""
+    # Ctrl-C stops a job as it stops a run (the fork server's own handler, inherited, only ends the server)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    exit_with_command()
+    try:
+        try:
+            state, composed = fed.recv()
+        except EOFError:  # the command stopped before it sent them: nothing to do
+            sys.exit(143)
+        finally:
+            fed.close()
+        one_job(send, idx, overrides, task, state, composed)
+    except KeyboardInterrupt:  # Ctrl-C outside training (composing, data, testing): nothing to save
+        sys.exit(130)
+    except (BrokenPipeError, ConnectionError):  # the command has gone: its result has nowhere to go
+        sys.exit(143)
+
+
+def one_job(
+    send: Any, idx: int, overrides: list[str], task: tuple[str, str], state: bytes, composed: Any
+) -> None:
     hydra_context, config, singleton_state = cloudpickle.loads(state)
     setup_globals()
     Singleton.set_state(singleton_state)
@@ -252,3 +406,34 @@ def run_one(
         result = cloudpickle.dumps(ret)
     send.send_bytes(result)
     send.close()
+
+
+STOPPING: list[bool] = []  # a job's process: whether it has been told to stop
+
+
+def stop_on_sigterm(signum: int, frame: Any) -> None:
+    """A job's SIGTERM. While Lightning fits or tests, its own handler runs and calls this one too: it stops
+    training at the next batch, saves last.ckpt and writes "interrupted" (lstm_cls.train). Outside (composing,
+    reading data): exit 143 at once, nothing to save. A second SIGTERM never cuts short the saving."""
+    if STOPPING:
+        return
+    STOPPING.append(True)
+    if signal.getsignal(signal.SIGTERM) is stop_on_sigterm:  # not inside Lightning: nobody else stops it
+        raise SystemExit(143)
+
+
+def exit_with_command() -> None:
+    """Stop this job (SIGTERM) when the command that launched it ends, however it ends (SIGKILL included).
+
+    The job's own parent is the fork server, which lives on while any job does, so the Linux parent-death
+    signal would never fire; multiprocessing hands each child its launching process's end of a pipe instead
+    (`parent_process()`), which reads as ended when that process is gone."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="command watch", daemon=True).start()
