@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from .conftest import TINY, run_cli
 
@@ -83,19 +84,22 @@ def test_report_table_has_a_row_per_job_and_the_figures(joblib_sweep):
         assert (joblib_sweep / png).stat().st_size > 10_000, png
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the failing job asks for a GPU this machine lacks")
 def test_one_failing_job_does_not_stop_the_others_and_the_sweep_fails(tmp_path):
+    # a job that fails only once it runs (its settings pass every check: they are refused before any job
+    # starts, tests/test_run_dirs.py): a GPU on a machine without one
     sweep = tmp_path / "s"
-    r = run_cli("-m", *TINY, "model.hidden=0,8", f"hydra.sweep.dir={sweep}")
+    r = run_cli("-m", *TINY, "trainer.accelerator=gpu,cpu", f"hydra.sweep.dir={sweep}")
     assert r.returncode != 0
     failed, ok = jobs(sweep)
-    assert "model.hidden must be a positive integer" in (failed / "error.txt").read_text()
+    assert "sees no CUDA GPU" in (failed / "error.txt").read_text()
     assert not (failed / "metrics.json").exists()
     assert json.loads((ok / "metrics.json").read_text())["epochs"] == 2
     r = run_cli(str(sweep), module="lstm_cls.report")
     table = pd.read_csv(sweep / "summary.csv")
     assert table.status.tolist() == ["failed", "completed"]
     assert "## Failed jobs" in (sweep / "summary.md").read_text()
-    assert "model.hidden must be a positive integer" in table.error[0]
+    assert "sees no CUDA GPU" in table.error[0]
 
 
 def test_report_on_a_running_sweep_a_single_run_and_an_empty_folder(joblib_sweep, tmp_path):
@@ -150,5 +154,5 @@ def test_submitit_local_launcher_runs_a_job(tmp_path):
 def test_ddp_is_refused_inside_a_multirun(tmp_path):
     sweep = tmp_path / "ddp"
     r = run_cli("-m", *TINY, "trainer.strategy=ddp", f"hydra.sweep.dir={sweep}")
-    assert r.returncode != 0
-    assert "DDP is not started inside a Hydra multirun" in (sweep / "0" / "error.txt").read_text()
+    assert r.returncode == 2 and "DDP is not started inside a Hydra multirun" in r.stderr.splitlines()[-1]
+    assert not sweep.exists()  # refused before the sweep began: no job folder
