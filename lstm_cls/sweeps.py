@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from lstm_cls import UserError
 from lstm_cls.checkpoints import write_json_atomic
+from lstm_cls.config import PARALLEL_LAUNCHERS
 
 STATE = "sweep.json"  # the sweep's jobs, their folders, and its timing (the report reads it)
 NESTED = "nested.json"  # which job writes which shorter jobs' folders
@@ -372,10 +373,6 @@ def write_hydra_files(config: DictConfig, run: Path) -> None:
 def write_state(sweep_dir: Path, **state: Any) -> None:
     old = read_state(sweep_dir) or {}
     write_json_atomic(sweep_dir / STATE, {**old, **state})
-
-
-# launchers that run n_jobs side by side, with joblib's reading of it (lstm_cls's forkserver takes the same)
-PARALLEL_LAUNCHERS = ("joblib", "forkserver")
 
 
 def jobs_at_once(launcher: Any) -> int:
