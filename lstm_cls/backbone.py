@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lstm_cls.checkpoints import load
+from lstm_cls import UserError
+from lstm_cls.checkpoints import check_data_info, load
 
 # what turns the last layer's outputs into class scores: softmax (the reference), one sigmoid
 # output for a binary problem (loss=bce), or tanh units trained against -1/+1 targets (loss=mse)
@@ -157,9 +158,47 @@ def backbone_kwargs(hparams: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_backbone(path: str | Path) -> tuple[LSTMBackbone, dict[str, Any]]:
-    """The trained network in eval mode, and the checkpoint's `data_info`, without Lightning."""
+    """The trained network in eval mode, and the checkpoint's `data_info`, without Lightning.
+
+    The checkpoint's parts must agree (its data settings, hyperparameters and weights): a file whose
+    parts disagree is one UserError naming what disagrees, not an IndexError from predicting."""
     ckpt = load(path)  # guarded: a missing, corrupt or foreign file is one error line
-    net = LSTMBackbone(**backbone_kwargs(ckpt["hyper_parameters"]))
+    where = f"ckpt_path: {path}"
+    info = check_data_info(ckpt, where)
+    net = network(ckpt, where)
+    return net.eval(), info
+
+
+def network(ckpt: dict[str, Any], where: str) -> LSTMBackbone:
+    """The checkpoint's network, built from its hyperparameters and holding its weights; a UserError
+    naming the hyperparameter or weight that does not fit."""
+    hp = ckpt["hyper_parameters"]
+    try:
+        net = LSTMBackbone(**backbone_kwargs(hp))
+    except (TypeError, ValueError, RuntimeError) as e:  # hidden=0, a string where a number goes...
+        raise UserError(
+            f"{where} is inconsistent: its hyper_parameters build no network ({str(e).splitlines()[0]}); "
+            "it cannot be used"
+        ) from None
     # the LightningModule holds the network as `net`: its keys are "net.<name>"
-    net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
-    return net.eval(), ckpt.get("data_info", {})
+    weights = {k[4:]: v for k, v in ckpt["state_dict"].items() if isinstance(k, str) and k.startswith("net.")}
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        what = f"lacks net.{missing[0]}" if missing else f"has net.{extra[0]}"
+        raise UserError(
+            f"{where} is inconsistent: its weights do not fit its hyper_parameters (it {what}); "
+            "it cannot be used"
+        )
+    for k, v in weights.items():
+        if not isinstance(v, torch.Tensor) or v.shape != expected[k].shape:
+            shape = list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise UserError(
+                f"{where} is inconsistent: its weight net.{k} is {shape}, its hyper_parameters "
+                f"(n_features={hp.get('n_features')}, n_classes={hp.get('n_classes')}, "
+                f"hidden={hp.get('hidden')}, head={hp.get('head')}) make it {list(expected[k].shape)}; "
+                "it cannot be used"
+            )
+    net.load_state_dict(weights)
+    return net

@@ -365,7 +365,11 @@ MODEL_SETTING = {"n_features": "the number of features", "n_classes": "the numbe
 
 
 def check_resume(
-    ckpt: dict[str, Any], hparams: dict[str, Any], data_info: dict[str, Any], where: str
+    ckpt: dict[str, Any],
+    hparams: dict[str, Any],
+    data_info: dict[str, Any],
+    where: str,
+    standard_reasons: list[str] | None = None,
 ) -> None:
     """Refuse to resume `ckpt` (loaded by `load`) into a run whose model or data settings differ from the
     ones it was trained with: one UserError naming each setting and both values, before anything of the
@@ -373,7 +377,8 @@ def check_resume(
     otherwise fail with a size mismatch deep in loading, or go on silently with other data."""
     problems: list[str] = []
     theirs_info = ckpt.get("data_info", {})
-    for k in sorted(set(theirs_info) & set(data_info) - {"mean", "std"}):
+    # the source file's path is no setting of the model: the same data may be named otherwise now
+    for k in sorted(set(theirs_info) & set(data_info) - {"mean", "std", "source"}):
         if theirs_info[k] != data_info[k]:
             name = DATA_SETTING.get(k, f"data.{k}")
             problems.append(f"{name}={_short(theirs_info[k])} (this run: {_short(data_info[k])})")
@@ -388,11 +393,45 @@ def check_resume(
         if theirs[k] != hparams[k] and not (k in MODEL_SETTING and problems):
             name = MODEL_SETTING.get(k, f"model.{k}")
             problems.append(f"{name}={_short(theirs[k])} (this run: {_short(hparams[k])})")
+    path = _training_path(ckpt)
+    if (
+        standard_reasons is not None
+        and path is not None
+        and path != ("standard" if standard_reasons else "block")
+    ):
+        # the two paths count their progress apart (blocks or batches, manual or automatic steps): the
+        # other path would restart the step count at 0 and cut a resumed epoch at the wrong batch
+        ours = (
+            f"Lightning's standard path, for {'; '.join(standard_reasons)}"
+            if standard_reasons
+            else "the block path"
+        )
+        problems.append(f"the {path} training path (this run: {ours})")
     if problems:
         raise UserError(
-            f"{where} was trained with {'; '.join(problems)}: a resume goes on with the same model and data; "
+            f"{where} was trained with {'; '.join(problems)}: a resume goes on as the run it continues: "
             "use the checkpoint's settings, or train anew without ckpt_path"
         )
+
+
+def _training_path(ckpt: dict[str, Any]) -> str | None:
+    """ "block" or "standard": the path that took the checkpoint's optimizer steps, from Lightning's loop
+    counters (manual or automatic optimization); None before any step, or where they cannot be read."""
+    loop = ckpt.get("loops", {}).get("fit_loop", {}) if isinstance(ckpt.get("loops"), dict) else {}
+    try:
+        manual = loop["epoch_loop.manual_optimization.optim_step_progress"]["total"]["completed"]
+        automatic = loop["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"]["total"]
+    except (KeyError, TypeError):
+        return None
+    if isinstance(manual, int) and manual > 0:
+        return "block"
+    if (
+        isinstance(automatic, dict)
+        and isinstance(automatic.get("completed"), int)
+        and automatic["completed"] > 0
+    ):
+        return "standard"
+    return None
 
 
 def _close(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -424,3 +463,63 @@ def _jsonable(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def check_data_info(ckpt: dict[str, Any], where: str) -> dict[str, Any]:
+    """The checkpoint's `data_info`, checked to be what reading a file with it and naming the outputs
+    need, and to agree with its model: one UserError naming what disagrees, never an IndexError or a
+    KeyError from deep inside predict, evaluate or export. Returns it."""
+    info, hp = ckpt["data_info"], ckpt["hyper_parameters"]
+
+    def bad(what: str) -> UserError:
+        return UserError(f"{where} is inconsistent: {what}; it cannot be used")
+
+    for key in ("feature_names", "class_names"):
+        names = info.get(key)
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise bad(f"its data_info.{key} is {_short(names)}, not a list of names")
+        if len(set(names)) != len(names):
+            raise bad(f"its data_info.{key} names one column twice: {_short(names)}")
+    features, classes = info["feature_names"], info["class_names"]
+    if hp.get("n_features") != len(features):
+        raise bad(f"its data_info lists {len(features)} features, its model takes {hp.get('n_features')}")
+    if hp.get("n_classes") != len(classes):
+        raise bad(f"its data_info lists {len(classes)} classes, its model has {hp.get('n_classes')}")
+    for key in ("mean", "std"):
+        v = info.get(key)
+        numbers = isinstance(v, list) and all(_finite(x) for x in v)
+        if not numbers or len(v) != len(features):
+            raise bad(
+                f"its data_info.{key} is {_short(v)}, not {len(features)} finite numbers (one a feature)"
+            )
+    if any(x <= 0 for x in info["std"]):
+        raise bad(f"its data_info.std holds a scale <= 0: {_short(info['std'])}")
+    if info.get("clip") is not None and not (_finite(info["clip"]) and info["clip"] > 0):
+        raise bad(f"its data_info.clip is {_short(info['clip'])}, not a number > 0")
+    if info.get("kind") != "sequences":
+        for key, low in (("window", 1), ("stride", 1), ("horizon", 0)):
+            if key not in info and key != "horizon":  # horizon: absent in checkpoints from before it
+                raise bad(f"its data_info has no {key}")
+            v = info.get(key, 0)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise bad(f"its data_info.{key} is {_short(v)}, not an integer >= {low}")
+    for key in ("target", "group", "case"):
+        if info.get(key) is not None and not isinstance(info[key], str):
+            raise bad(f"its data_info.{key} is {_short(info[key])}, not a column name")
+    from lstm_cls.config import NAN_RULES
+
+    if info.get("nan") is not None and info["nan"] not in NAN_RULES:
+        raise bad(f"its data_info.nan is {_short(info['nan'])}, not one of {', '.join(NAN_RULES)}")
+    if info.get("dayfirst") is not None and not isinstance(info["dayfirst"], bool):
+        raise bad(f"its data_info.dayfirst is {_short(info['dayfirst'])}, not true, false or null")
+    time = info.get("time")
+    if time is not None and not isinstance(time, str):
+        if not isinstance(time, list) or not all(isinstance(t, str) for t in time):
+            raise bad(f"its data_info.time is {_short(time)}, not a column name or a list of them")
+    return info
+
+
+def _finite(x: Any) -> bool:
+    import math
+
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

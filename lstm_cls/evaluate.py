@@ -84,13 +84,16 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     out = config.check_tool("evaluate", cfg)
     import torch
 
-    from lstm_cls.checkpoints import load
+    from lstm_cls.backbone import network
+    from lstm_cls.checkpoints import check_data_info, load
     from lstm_cls.predict import read
 
     torch.set_num_threads(cfg.threads)
     # the data settings first, and the file read with them, before Lightning's import (seconds): a file the
     # model cannot score is refused at once
-    info = load(cfg.ckpt_path).get("data_info", {})
+    ckpt, where = load(cfg.ckpt_path), f"ckpt_path: {cfg.ckpt_path}"
+    info = check_data_info(ckpt, where)
+    network(ckpt, where)  # its weights fit its hyper_parameters: a UserError naming the one that does not
     if info.get("kind") != "sequences" and not info.get("target"):
         # its data is generated in memory from settings the checkpoint does not keep: no file to read
         raise UserError(

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassAUROC,
@@ -32,6 +32,24 @@ from lstm_cls.checkpoints import load
 
 # x [batch, timesteps, features], y [batch], and for labelled sequences lengths [batch]
 Batch = tuple[torch.Tensor, ...]
+
+
+class ClassCounts(Metric):
+    """How many targets of each class a stage saw this epoch (summed over processes under DDP): AUROC is
+    undefined for a class without any, and torchmetrics would average a 0.0 in for it."""
+
+    full_state_update = False
+
+    def __init__(self, n_classes: int) -> None:
+        super().__init__()
+        self.n_classes = n_classes
+        self.add_state("counts", default=torch.zeros(n_classes, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, target: torch.Tensor) -> None:
+        self.counts += torch.bincount(target, minlength=self.n_classes)
+
+    def compute(self) -> torch.Tensor:
+        return self.counts
 
 
 class LSTMClassifier(L.LightningModule):
@@ -95,6 +113,7 @@ class LSTMClassifier(L.LightningModule):
                 for s in ("train", "val", "test")
             }
         )
+        self.support = nn.ModuleDict({f"{s}_": ClassCounts(n_classes) for s in ("train", "val", "test")})
         self.confusion = MulticlassConfusionMatrix(n_classes)
         self.epoch_metrics: dict[str, dict[str, float]] = {}  # last computed, per stage
         self.confusion_matrix: torch.Tensor | None = None  # of the last test
@@ -149,6 +168,7 @@ class LSTMClassifier(L.LightningModule):
         self.losses[f"{stage}_"].update(loss.detach(), len(y))
         probs = self.probabilities(logits.detach())
         self.scores[f"{stage}_"].update(probs, y)
+        self.support[f"{stage}_"].update(y)
         if stage == "test":
             self.confusion.update(probs, y)
 
@@ -240,8 +260,13 @@ class LSTMClassifier(L.LightningModule):
         """Compute this epoch's metrics of one stage from the per-step updates, then reset them."""
         m = {f"{stage}/loss": self.losses[f"{stage}_"].compute()}
         m.update({f"{stage}/{k}": v for k, v in self.scores[f"{stage}_"].compute().items()})
+        if (self.support[f"{stage}_"].compute() == 0).any():
+            # a class without a window in this split: its AUROC is undefined (metrics.json says null), so
+            # none is logged, rather than torchmetrics' macro average with a 0.0 for that class
+            del m[f"{stage}/auroc"]
         self.losses[f"{stage}_"].reset()
         self.scores[f"{stage}_"].reset()
+        self.support[f"{stage}_"].reset()
         self.epoch_metrics[stage] = {k: float(v) for k, v in m.items()}
         return self.epoch_metrics[stage]
 
@@ -403,8 +428,13 @@ class LSTMClassifier(L.LightningModule):
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> LSTMClassifier:
         """A trained model, in eval mode, with its `data_info`; plain-data checkpoints only (weights_only)."""
-        ckpt = load(path)
+        from lstm_cls.backbone import network
+        from lstm_cls.checkpoints import check_data_info
+
+        ckpt, where = load(path), f"ckpt_path: {path}"
+        info = check_data_info(ckpt, where)  # its parts agree: a UserError naming what does not
+        network(ckpt, where)
         model = cls(**ckpt["hyper_parameters"])
         model.load_state_dict(ckpt["state_dict"])
-        model.data_info = ckpt.get("data_info", {})
+        model.data_info = info
         return model.eval()

@@ -238,7 +238,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             # the checkpoint's model and data against this run's, before checkpoints/ exists: a refusal
             # leaves nothing that looks like a run (refuse() removes what this run wrote by name)
             where = f"ckpt_path: {cfg.ckpt_path}"
-            check_resume(load(cfg.ckpt_path), dict(model.hparams), model.data_info, where)
+            check_resume(load(cfg.ckpt_path), dict(model.hparams), model.data_info, where, reasons)
             checkpoints = run_dir / "checkpoints"
             resume_from = carry_over(Path(cfg.ckpt_path), checkpoints, resume, trainer.checkpoint_callbacks)
     t0 = time.perf_counter()
