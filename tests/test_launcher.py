@@ -232,3 +232,13 @@ def test_a_dead_job_is_failed_and_its_error_txt_never_covers_what_it_wrote(tmp_p
     # never got as far as its folder: nothing written anywhere
     with pytest.raises(RuntimeError, match="exit code 1"):
         _ = died(["seed=1"], 1, None).return_value
+    # its folder held by another live process (an earlier attempt's job still saving): not written into
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        (tmp_path / "d").mkdir()
+        (tmp_path / "d" / ".lock").write_text(str(holder.pid))
+        died(["seed=1"], -9, str(tmp_path / "d"))
+        assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [".lock"]
+    finally:
+        holder.stdin.close()
+        holder.wait()

@@ -139,7 +139,7 @@ class ForkserverLauncher(Launcher):
         stopped: str | None = None  # "Ctrl-C" or "SIGTERM"
         never: list[int] = []  # jobs that never started
 
-        def collect(receive: Any, stopping: bool = False) -> None:
+        def collect(receive: Any) -> None:
             """A message from a job: its folder, its result, or end-of-file (the process has ended)."""
             job = running[receive]
             try:
@@ -148,12 +148,11 @@ class ForkserverLauncher(Launcher):
                     return
                 returns[job.idx] = cloudpickle.loads(receive.recv_bytes())
             except EOFError:  # the process ended without a word: killed, out of memory, a crash
-                if not stopping:  # (stopping: it was told to, and says so in its metrics.json)
-                    job.process.join()
-                    returns[job.idx] = died(job_overrides[job.idx], job.process.exitcode, job.folder)
+                job.process.join()
+                returns[job.idx] = died(job_overrides[job.idx], job.process.exitcode, job.folder)
             del running[receive]
             receive.close()
-            job.process.join(timeout=GRACE_S)
+            job.process.join()
 
         try:
             while waiting or running:
@@ -190,7 +189,7 @@ class ForkserverLauncher(Launcher):
                         signal.signal(sig, signal.SIG_IGN)
                 never = [j.idx for j in running.values() if j.process.pid is None]
                 # Ctrl-C: every job had it too; SIGTERM or an error here: tell them
-                stop(running, collect, tell=stopped != "Ctrl-C")
+                stop(running, tell=stopped != "Ctrl-C")
             finally:
                 for sig, handler in handlers.items():
                     signal.signal(sig, handler)
@@ -247,11 +246,12 @@ def start_server() -> None:
             signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a Ctrl-C meanwhile arrives here now
 
 
-def stop(running: dict[Any, "Job"], collect: Any, tell: bool) -> None:
+def stop(running: dict[Any, "Job"], tell: bool) -> None:
     """Wait for the running jobs to end, each saving where it got to; `tell`: send each SIGTERM first.
     Waits on each job's own pipe (end-of-file: its process has ended), not on the fork server, which a
     SIGTERM to every process may have ended. A job that has not ended after GRACE_S is told (again), then
-    killed: no job outlives its command."""
+    killed: no job outlives its command. What they send is not read: a stopped sweep reports no results
+    (each job's folder says how far it got), and a message the signal cut in two could not be read."""
     for receive, job in list(running.items()):
         job.send.close()  # ours, if a signal came before we closed it: the job's end alone reads as its end
         job.fed.close()
@@ -271,7 +271,14 @@ def stop(running: dict[Any, "Job"], collect: Any, tell: bool) -> None:
         deadline = time.monotonic() + GRACE_S
         while running and (left := deadline - time.monotonic()) > 0:
             for receive in multiprocessing.connection.wait(list(running), timeout=left):
-                collect(receive, stopping=True)
+                try:
+                    ended = not os.read(receive.fileno(), 1 << 16)
+                except OSError:
+                    ended = True
+                if ended:
+                    job = running.pop(receive)
+                    receive.close()
+                    job.process.join(timeout=5)  # reaped (spawn); under the fork server, the server reaps
         if not running:
             return
         log.warning("%d jobs have not stopped after %.0f s (try %d)", len(running), GRACE_S, tries + 1)
@@ -330,15 +337,17 @@ class Job:
 def died(overrides: Sequence[str], exitcode: int | None, folder: str | None) -> JobReturn:
     """A job whose process ended without sending its result: failed, with the reason in its error.txt (as a
     job that raises writes), so that `report` lists it among the failed jobs and a rerun trains it again."""
-    from lstm_cls import sweeps
+    from lstm_cls import rundir, sweeps
 
     how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
     error = RuntimeError(f"the job's process ended without a result ({how})")
-    # a job that wrote its error, or died after completing its own run, keeps its files as they are
+    # a job that wrote its error, or died after completing its own run, keeps its files as they are; a
+    # folder another live process holds is not this job's to write in
     if (
         folder is not None
         and not (Path(folder) / "error.txt").exists()
         and not sweeps.completed(Path(folder))
+        and rundir.lock_holder(Path(folder)) is None
     ):
         Path(folder).mkdir(parents=True, exist_ok=True)
         (Path(folder) / "error.txt").write_text(f"{type(error).__name__}: {error}\n")
