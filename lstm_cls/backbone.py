@@ -157,14 +157,15 @@ def backbone_kwargs(hparams: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_backbone(path: str | Path) -> tuple[LSTMBackbone, dict[str, Any]]:
+def load_backbone(path: str | Path, reads: bool = True) -> tuple[LSTMBackbone, dict[str, Any]]:
     """The trained network in eval mode, and the checkpoint's `data_info`, without Lightning.
 
     The checkpoint's parts must agree (its data settings, hyperparameters and weights): a file whose
-    parts disagree is one UserError naming what disagrees, not an IndexError from predicting."""
+    parts disagree is one UserError naming what disagrees, not an IndexError from predicting. `reads`:
+    a file will be read with its data settings (predict), not only its names (export)."""
     ckpt = load(path)  # guarded: a missing, corrupt or foreign file is one error line
     where = f"ckpt_path: {path}"
-    info = check_data_info(ckpt, where)
+    info = check_data_info(ckpt, where, reads)
     net = network(ckpt, where)
     return net.eval(), info
 

@@ -465,10 +465,11 @@ def _jsonable(value: Any) -> bool:
     return True
 
 
-def check_data_info(ckpt: dict[str, Any], where: str) -> dict[str, Any]:
-    """The checkpoint's `data_info`, checked to be what reading a file with it and naming the outputs
-    need, and to agree with its model: one UserError naming what disagrees, never an IndexError or a
-    KeyError from deep inside predict, evaluate or export. Returns it."""
+def check_data_info(ckpt: dict[str, Any], where: str, reads: bool = True) -> dict[str, Any]:
+    """The checkpoint's `data_info`, checked to be what naming the outputs needs (and with `reads`, what
+    reading a file with it needs: predict, evaluate; export reads none), and to agree with its model: one
+    UserError naming what disagrees, never an IndexError or a KeyError from deep inside predict, evaluate
+    or export. Returns it."""
     info, hp = ckpt["data_info"], ckpt["hyper_parameters"]
 
     def bad(what: str) -> UserError:
@@ -498,9 +499,11 @@ def check_data_info(ckpt: dict[str, Any], where: str) -> dict[str, Any]:
         raise bad(f"its data_info.clip is {_short(info['clip'])}, not a number > 0")
     if info.get("kind") != "sequences":
         for key, low in (("window", 1), ("stride", 1), ("horizon", 0)):
-            if key not in info and key != "horizon":  # horizon: absent in checkpoints from before it
-                raise bad(f"its data_info has no {key}")
-            v = info.get(key, 0)
+            if key not in info and (key == "window" or (key == "stride" and reads)):
+                raise bad(f"its data_info has no {key}")  # (horizon: absent in checkpoints before it)
+            if key not in info:
+                continue
+            v = info[key]
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise bad(f"its data_info.{key} is {_short(v)}, not an integer >= {low}")
     for key in ("target", "group", "case"):

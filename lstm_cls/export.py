@@ -124,7 +124,7 @@ def export(cfg: Any) -> Path:
 
     from lstm_cls.backbone import load_backbone
 
-    model, info = load_backbone(cfg.ckpt_path)
+    model, info = load_backbone(cfg.ckpt_path, reads=False)  # no file is read: stride is not needed
     sequences = info.get("kind") == "sequences"
     if sequences and model.bidirectional:
         raise UserError(
