@@ -136,6 +136,24 @@ def test_resume_from_a_checkpoint_holding_code_is_refused_as_code(trained, tmp_p
     assert not marker.exists() and not (tmp_path / "run/checkpoints").exists()
 
 
+def test_code_is_told_apart_from_damage(trained, tmp_path):
+    from lstm_cls.checkpoints import load
+
+    marker = tmp_path / "ran.txt"
+    whole = code_checkpoint(trained / "checkpoints/best.ckpt", tmp_path / "code.ckpt", marker)
+    torch.save(torch.nn.Linear(2, 2), module := tmp_path / "module.ckpt")  # torch.save(model): classes
+    (cut := tmp_path / "cut.ckpt").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    for path, words in [
+        (whole, "holds code; not loaded (it names posix.system"),
+        (module, "holds code; not loaded (it names torch.nn.modules.linear.Linear"),
+        (cut, "is truncated or corrupt"),
+    ]:
+        with pytest.raises(UserError) as e:
+            load(path)
+        assert str(e.value).startswith(f"ckpt_path: {path} {words}"), e.value
+    assert not marker.exists()
+
+
 # 2. no path inside a checkpoint is opened, copied or trusted
 
 
