@@ -24,6 +24,7 @@ METRIC_KEYS = {
     "test/auroc",
     "test/majority_acc",
     "best_epoch",
+    "best_checkpoint",  # which checkpoint was tested: "best (lowest val/loss)" or "last (no validation)"
     "epochs",
     "params_trainable",
     "windows/train",
@@ -86,6 +87,7 @@ def test_train_writes_metrics_checkpoints_and_tensorboard(make_cfg, tmp_path):
     assert {k: v for k, v in saved.items() if k != "status"} == pytest.approx(
         {k: v for k, v in metrics.items() if k != "status"}
     )
+    assert saved["best_checkpoint"] == "best (lowest val/loss)"
     assert saved["epochs"] == 3 and 1 <= saved["best_epoch"] <= 3 and saved["params_trainable"] == 816
     assert saved["windows/train"] > saved["windows/test"] > 0
     assert all(0 <= saved[k] <= 1 for k in ("train/acc", "val/acc", "test/acc", "test/f1", "test/auroc"))
