@@ -65,6 +65,9 @@ PRELOAD = [
 SERVER = "lstm_cls.forkserver_exit"  # always first: the server's quiet Ctrl-C and quick exit
 # how long a job, once told to stop, may take to save where it got to before it is told again, then killed
 GRACE_S = 60.0
+# SIGTERM: how long the jobs may have had it already (Slurm signals every process) before it is passed on. Two
+# at once would run Lightning's handler inside itself (its log line then fails with a traceback)
+NOTICE_S = 1.0
 
 
 @dataclass
@@ -95,14 +98,14 @@ class ForkserverLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
         self.context = multiprocessing.get_context(start_method())
-        if start_method() == "forkserver":
-            self.context.set_forkserver_preload([SERVER, *self.preload])
-            # start it now: it imports while the sweeper composes the jobs, not after
-            start_server()
         if threading.current_thread() is threading.main_thread():
             # SIGTERM before the jobs start (while composing): exit 143 with a word, through every `finally`
             # (the sweep's lock is released); `launch` takes over from here
             signal.signal(signal.SIGTERM, terminated_early)
+        if start_method() == "forkserver":
+            self.context.set_forkserver_preload([SERVER, *self.preload])
+            # start it now: it imports while the sweeper composes the jobs, not after
+            start_server()
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.task_function is not None and self.hydra_context is not None
@@ -247,11 +250,12 @@ def start_server() -> None:
 
 
 def stop(running: dict[Any, "Job"], tell: bool) -> None:
-    """Wait for the running jobs to end, each saving where it got to; `tell`: send each SIGTERM first.
-    Waits on each job's own pipe (end-of-file: its process has ended), not on the fork server, which a
-    SIGTERM to every process may have ended. A job that has not ended after GRACE_S is told (again), then
-    killed: no job outlives its command. What they send is not read: a stopped sweep reports no results
-    (each job's folder says how far it got), and a message the signal cut in two could not be read."""
+    """Wait for the running jobs to end, each saving where it got to; `tell`: send each SIGTERM if it has
+    not ended within NOTICE_S (it may have had its own). Waits on each job's own pipe (end-of-file: its
+    process has ended), not on the fork server, which a SIGTERM to every process may have ended. A job that
+    has not ended after GRACE_S is told (again), then killed: no job outlives its command. What they send
+    is not read: a stopped sweep reports no results (each job's folder says how far it got), and a message
+    the signal cut in two could not be read."""
     for receive, job in list(running.items()):
         job.send.close()  # ours, if a signal came before we closed it: the job's end alone reads as its end
         job.fed.close()
@@ -260,7 +264,8 @@ def stop(running: dict[Any, "Job"], tell: bool) -> None:
             receive.close()
     if not running:
         return
-    for tries, sig in enumerate((signal.SIGTERM if tell else None, signal.SIGTERM, signal.SIGKILL)):
+    steps = [(None, NOTICE_S if tell else GRACE_S), (signal.SIGTERM, GRACE_S), (signal.SIGKILL, GRACE_S)]
+    for sig, wait_s in steps:
         if sig is not None:
             for job in running.values():
                 # its pipe is open: its process has not ended (not `is_alive()`, which asks the fork server)
@@ -268,7 +273,7 @@ def stop(running: dict[Any, "Job"], tell: bool) -> None:
                     os.kill(job.process.pid, sig)
                 except ProcessLookupError:
                     pass
-        deadline = time.monotonic() + GRACE_S
+        deadline = time.monotonic() + wait_s
         while running and (left := deadline - time.monotonic()) > 0:
             for receive in multiprocessing.connection.wait(list(running), timeout=left):
                 try:
@@ -281,7 +286,8 @@ def stop(running: dict[Any, "Job"], tell: bool) -> None:
                     job.process.join(timeout=5)  # reaped (spawn); under the fork server, the server reaps
         if not running:
             return
-        log.warning("%d jobs have not stopped after %.0f s (try %d)", len(running), GRACE_S, tries + 1)
+        if sig is not None:
+            log.warning("%d jobs have not stopped %.0f s after signal %d", len(running), wait_s, sig)
 
 
 def job_dir(overrides: Sequence[str], num: int) -> str:
