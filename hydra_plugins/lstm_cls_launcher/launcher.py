@@ -140,7 +140,7 @@ class ForkserverLauncher(Launcher):
             handlers[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
             handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, terminate)
         stopped: str | None = None  # "Ctrl-C" or "SIGTERM"
-        never: list[int] = []  # jobs that never started
+        unstarted: list[int] = []  # jobs whose start a signal cut short
 
         def collect(receive: Any) -> None:
             """A message from a job: its folder, its result, or end-of-file (the process has ended)."""
@@ -175,9 +175,9 @@ class ForkserverLauncher(Launcher):
                     fed.close()
                     # its Hydra state (~70 kB) on a pipe of its own, not in what p.start() hands the fork
                     # server: a signal while that waits (the server importing) leaves the job nothing
-                    # half-written to fail on, only an empty pipe (it ends quietly)
-                    feed.send((state, composed))
-                    feed.close()
+                    # half-written to fail on, only an empty pipe (it ends quietly). Sent by a thread: the
+                    # next job starts while this one sets itself up and reads it
+                    threading.Thread(target=hand_over, args=(feed, (state, composed)), daemon=True).start()
                 for receive in multiprocessing.connection.wait(list(running)):
                     collect(receive)
         except KeyboardInterrupt:
@@ -190,7 +190,7 @@ class ForkserverLauncher(Launcher):
                 if main:  # a second Ctrl-C or SIGTERM while the jobs save must not leave them behind
                     for sig in handlers:
                         signal.signal(sig, signal.SIG_IGN)
-                never = [j.idx for j in running.values() if j.process.pid is None]
+                unstarted = [j.idx for j in running.values() if j.process.pid is None]
                 # Ctrl-C: every job had it too; SIGTERM or an error here: tell them
                 stop(running, tell=stopped != "Ctrl-C")
             finally:
@@ -198,7 +198,8 @@ class ForkserverLauncher(Launcher):
                     signal.signal(sig, handler)
         if stopped is not None:
             never = [
-                job_dir(job_overrides[i], initial_job_idx + i) for i in never + [i for i, _ in waiting[::-1]]
+                job_dir(job_overrides[i], initial_job_idx + i)
+                for i in unstarted + [i for i, _ in waiting[::-1]]
             ]
             if never:
                 if sweeps.read_state(sweep_dir) is not None:  # lstm_cls's sweeper's sweep.json
@@ -213,6 +214,17 @@ class ForkserverLauncher(Launcher):
             print("interrupted (SIGTERM)", file=sys.stderr)
             raise SystemExit(143)
         return [r for r in returns if r is not None]
+
+
+def hand_over(feed: Any, payload: Any) -> None:
+    """Send a job what it needs to run; a job that has already ended (killed) gets nothing: its own pipe
+    tells the launcher so."""
+    try:
+        feed.send(payload)
+    except OSError:  # BrokenPipeError: the job's end is closed
+        pass
+    finally:
+        feed.close()
 
 
 class Terminated(SystemExit):
