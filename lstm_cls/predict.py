@@ -204,6 +204,7 @@ def read_cases(info: dict[str, Any], path: str, labelled: bool, dayfirst: bool |
             classes=classes,
             time=info.get("time"),
             group=info["case"],
+            group_key="data.case",  # a row without a case id is named as such
             nan=info.get("nan") or "ffill",
             dayfirst=dayfirst if dayfirst is not None else info.get("dayfirst"),
             where=str(path),
