@@ -355,13 +355,11 @@ def test_header_reads_names_and_refuses_bad_files_without_pandas(tmp_path):
     header.check_columns(p, "data.path", "label", ["b", "a"])
     # quick enough for config.check: no torch, pandas or numpy behind it
     code = (
-        "import sys, time; t = time.time(); from lstm_cls import header, UserError\n"
+        "import sys; from lstm_cls import header, UserError\n"
         f"try: header.check_columns({str(p)!r}, 'data.path', 'rain')\n"
         "except UserError as e: print(e)\n"
         "assert not {'torch', 'pandas', 'numpy'} & set(sys.modules), sorted(sys.modules)\n"
-        "print(time.time() - t)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    said, seconds = r.stdout.splitlines()
-    assert said.startswith("data.target: no column 'rain' in ") and float(seconds) < 1.5
+    assert r.stdout.startswith("data.target: no column 'rain' in ")  # (how fast: make bench, not a test)

@@ -151,7 +151,10 @@ def test_train_refuses_a_corrupt_checkpoint_to_resume_from(tmp_path):
 
 def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path):
     proc = start_train(*TINY, f"hydra.run.dir={tmp_path / 'run'}")
-    time.sleep(1.0)  # importing hydra, torch or Lightning
+    maps, t0 = Path(f"/proc/{proc.pid}/maps"), time.time()
+    while "libtorch" not in maps.read_text():  # start-up's longest part: importing torch and Lightning
+        assert proc.poll() is None and time.time() - t0 < 60, proc.communicate()[1][-2000:]
+        time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
