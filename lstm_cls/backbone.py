@@ -16,10 +16,6 @@ from torch import nn
 from lstm_cls import UserError
 from lstm_cls.checkpoints import check_data_info, load
 
-# what turns the last layer's outputs into class scores: softmax (the reference), one sigmoid
-# output for a binary problem (loss=bce), or tanh units trained against -1/+1 targets (loss=mse)
-OUTPUTS = ("softmax", "sigmoid", "tanh")
-
 
 class LSTMBackbone(nn.Module):
     """The reference network (Keras: LSTM(32) -> Dense(10, relu) -> Dense(2, softmax)).

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -266,203 +266,18 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def carry_over(ckpt_path: Path, checkpoints: Path, out: Path, callbacks: Sequence[Any] = ()) -> Path:
-    """A checkpoint whose run goes on in another folder, as if it had always been there: its checkpoint
-    callbacks' state points into `checkpoints`, and the best checkpoint it remembers is copied there;
-    the result is saved as `out`, which is returned. The old run's files are never touched.
-
-    A checkpoint is data: no path recorded inside it is opened, copied or kept (a file could name any
-    file on the machine, and Lightning would test, copy or delete it). The best checkpoint is looked for
-    under the name this run's callback gives it (`callbacks`: this trainer's ModelCheckpoint callbacks;
-    without them the project's names, best.ckpt and last.ckpt) beside the checkpoint given, and used
-    only if it is the one recorded: same model, same best score, not newer. Otherwise the record is
-    dropped, with a warning: the best epoch is then chosen among the epochs after the resume."""
-    import shutil
-
-    import torch
-
-    ckpt = load(ckpt_path)
-    source = Path(ckpt_path).parent
-    by_key = {getattr(cb, "state_key", None): cb for cb in callbacks}
-    states = ckpt.get("callbacks")
-    prepared: list[tuple[Path, Path]] = []  # (found beside the checkpoint, copy in this run)
-    for key, state in states.items() if isinstance(states, dict) else []:
-        if not isinstance(state, dict) or "dirpath" not in state:  # not a ModelCheckpoint
-            continue
-        cb = by_key.get(key)
-        dirpath = str(cb.dirpath) if cb is not None and cb.dirpath else os.path.realpath(checkpoints)
-        # every path Lightning would read back: none survives from the file
-        state.update(
-            dirpath=dirpath,
-            best_model_path="",
-            kth_best_model_path="",
-            last_model_path="",
-            best_k_models={},
-        )
-        score = state.get("best_model_score")
-        if not state.get("monitor") or score is None:
-            state["best_model_score"] = None  # the newest-epoch callback: this run writes its own file
-            continue
-        name = f"{cb.filename}{cb.FILE_EXTENSION}" if cb is not None and cb.filename else "best.ckpt"
-        found = _recorded_best(source / name, ckpt, key, score)
-        if found is None:
-            log.warning(
-                "%s: the best checkpoint it records is not %s (missing, or another run's): "
-                "the best epoch is chosen among the epochs after the resume",
-                ckpt_path,
-                source / name,
-            )
-            state.update(best_model_score=None, kth_value=None)
-            continue
-        copy = Path(dirpath) / name
-        prepared.append((found, copy))
-        state.update(
-            best_model_path=str(copy),
-            kth_best_model_path=str(copy),
-            best_k_models={str(copy): score},
-            kth_value=score,
-        )
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    for found, copy in prepared:
-        if not copy.exists():  # a file of this run is never replaced
-            shutil.copyfile(found, copy)
-    write_atomic(out, lambda f: torch.save(ckpt, f))
-    return out
-
-
-def _recorded_best(candidate: Path, ckpt: dict[str, Any], key: str, score: Any) -> Path | None:
-    """`candidate` when it is the best checkpoint that `ckpt` records under callback `key`: an lstm_cls
-    checkpoint (a plain file, not a link) of the same model, whose own record holds the same best score,
-    from an epoch no later than `ckpt`'s. None otherwise; nothing in `ckpt` names the file."""
-    import torch
-
-    if candidate.is_symlink() or not candidate.is_file():
-        return None
-    try:
-        best = load(candidate)
-    except UserError:
-        return None
-    theirs = (best.get("callbacks") or {}).get(key)
-    if not isinstance(theirs, dict):
-        return None
-    recorded = theirs.get("best_model_score")
-    same = (
-        isinstance(recorded, torch.Tensor)
-        and isinstance(score, torch.Tensor)
-        and recorded.shape == score.shape
-        and bool(torch.equal(recorded.cpu(), score.cpu()))
-    )
-    later = not isinstance(best.get("epoch"), int) or best["epoch"] > ckpt.get("epoch", -1)
-    if not same or later or best["hyper_parameters"] != ckpt["hyper_parameters"]:
-        return None
-    return candidate
-
-
-# data_info keys as the settings a user types; the rest are named data.<key>
-DATA_SETTING = {"feature_names": "data.features", "class_names": "the data's classes", "kind": "data"}
-# model hyperparameters that are not model.* settings of their own: the data decides them
-MODEL_SETTING = {"n_features": "the number of features", "n_classes": "the number of classes"}
-
-
-def check_resume(
-    ckpt: dict[str, Any],
-    hparams: dict[str, Any],
-    data_info: dict[str, Any],
-    where: str,
-    standard_reasons: list[str] | None = None,
-) -> None:
-    """Refuse to resume `ckpt` (loaded by `load`) into a run whose model or data settings differ from the
-    ones it was trained with: one UserError naming each setting and both values, before anything of the
-    resume is written or trained. A resume goes on with the same model on the same data; Lightning would
-    otherwise fail with a size mismatch deep in loading, or go on silently with other data."""
-    problems: list[str] = []
-    theirs_info = ckpt.get("data_info", {})
-    # the source file's path is no setting of the model: the same data may be named otherwise now
-    for k in sorted(set(theirs_info) & set(data_info) - {"mean", "std", "source"}):
-        if theirs_info[k] != data_info[k]:
-            name = DATA_SETTING.get(k, f"data.{k}")
-            problems.append(f"{name}={_short(theirs_info[k])} (this run: {_short(data_info[k])})")
-    if not problems and not _close(theirs_info, data_info):
-        # same features and settings, other numbers: another file (or rows added to it)
-        problems.append(
-            "the data's normalisation (mean and std of the training windows) differs: other data than "
-            "the checkpoint was trained on"
-        )
-    theirs = ckpt.get("hyper_parameters", {})
-    for k in sorted(set(theirs) & set(hparams)):
-        if theirs[k] != hparams[k] and not (k in MODEL_SETTING and problems):
-            name = MODEL_SETTING.get(k, f"model.{k}")
-            problems.append(f"{name}={_short(theirs[k])} (this run: {_short(hparams[k])})")
-    path = _training_path(ckpt)
-    if (
-        standard_reasons is not None
-        and path is not None
-        and path != ("standard" if standard_reasons else "block")
-    ):
-        # the two paths count their progress apart (blocks or batches, manual or automatic steps): the
-        # other path would restart the step count at 0 and cut a resumed epoch at the wrong batch
-        ours = (
-            f"Lightning's standard path, for {'; '.join(standard_reasons)}"
-            if standard_reasons
-            else "the block path"
-        )
-        problems.append(f"the {path} training path (this run: {ours})")
-    if problems:
-        raise UserError(
-            f"{where} was trained with {'; '.join(problems)}: a resume goes on as the run it continues: "
-            "use the checkpoint's settings, or train anew without ckpt_path"
-        )
-
-
-def _training_path(ckpt: dict[str, Any]) -> str | None:
-    """ "block" or "standard": the path that took the checkpoint's optimizer steps, from Lightning's loop
-    counters (manual or automatic optimization); None before any step, or where they cannot be read."""
-    loop = ckpt.get("loops", {}).get("fit_loop", {}) if isinstance(ckpt.get("loops"), dict) else {}
-    try:
-        manual = loop["epoch_loop.manual_optimization.optim_step_progress"]["total"]["completed"]
-        automatic = loop["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"]["total"]
-    except (KeyError, TypeError):
-        return None
-    if isinstance(manual, int) and manual > 0:
-        return "block"
-    if (
-        isinstance(automatic, dict)
-        and isinstance(automatic.get("completed"), int)
-        and automatic["completed"] > 0
-    ):
-        return "standard"
-    return None
-
-
-def _close(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """The normalisation statistics of two data_info agree (to float32 rounding)."""
-    import math
-
-    for k in ("mean", "std"):
-        x, y = a.get(k), b.get(k)
-        if x is None or y is None:
-            continue
-        if not isinstance(x, list) or not isinstance(y, list) or len(x) != len(y):
-            return False
-        for u, v in zip(x, y, strict=True):
-            numbers = isinstance(u, (int, float)) and isinstance(v, (int, float))
-            if not numbers or not math.isclose(u, v, rel_tol=1e-6, abs_tol=1e-9):
-                return False
-    return True
-
-
-def _short(value: Any, width: int = 60) -> str:
-    """A value for an error line: as typed (no quotes around a word), cut to `width` characters."""
-    text = value if isinstance(value, str) else json.dumps(value) if _jsonable(value) else repr(value)
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value)
     except (TypeError, ValueError):
         return False
     return True
+
+
+def short_value(value: Any, width: int = 60) -> str:
+    """A value for an error line: as typed (no quotes around a word), cut to `width` characters."""
+    text = value if isinstance(value, str) else json.dumps(value) if _jsonable(value) else repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def check_data_info(ckpt: dict[str, Any], where: str, reads: bool = True) -> dict[str, Any]:
@@ -478,9 +293,9 @@ def check_data_info(ckpt: dict[str, Any], where: str, reads: bool = True) -> dic
     for key in ("feature_names", "class_names"):
         names = info.get(key)
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise bad(f"its data_info.{key} is {_short(names)}, not a list of names")
+            raise bad(f"its data_info.{key} is {short_value(names)}, not a list of names")
         if len(set(names)) != len(names):
-            raise bad(f"its data_info.{key} names one column twice: {_short(names)}")
+            raise bad(f"its data_info.{key} names one column twice: {short_value(names)}")
     features, classes = info["feature_names"], info["class_names"]
     if hp.get("n_features") != len(features):
         raise bad(f"its data_info lists {len(features)} features, its model takes {hp.get('n_features')}")
@@ -491,12 +306,12 @@ def check_data_info(ckpt: dict[str, Any], where: str, reads: bool = True) -> dic
         numbers = isinstance(v, list) and all(_finite(x) for x in v)
         if not numbers or len(v) != len(features):
             raise bad(
-                f"its data_info.{key} is {_short(v)}, not {len(features)} finite numbers (one a feature)"
+                f"its data_info.{key} is {short_value(v)}, not {len(features)} finite numbers (one a feature)"
             )
     if any(x <= 0 for x in info["std"]):
-        raise bad(f"its data_info.std holds a scale <= 0: {_short(info['std'])}")
+        raise bad(f"its data_info.std holds a scale <= 0: {short_value(info['std'])}")
     if info.get("clip") is not None and not (_finite(info["clip"]) and info["clip"] > 0):
-        raise bad(f"its data_info.clip is {_short(info['clip'])}, not a number > 0")
+        raise bad(f"its data_info.clip is {short_value(info['clip'])}, not a number > 0")
     if info.get("kind") != "sequences":
         for key, low in (("window", 1), ("stride", 1), ("horizon", 0)):
             if key not in info and (key == "window" or (key == "stride" and reads)):
@@ -505,20 +320,20 @@ def check_data_info(ckpt: dict[str, Any], where: str, reads: bool = True) -> dic
                 continue
             v = info[key]
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise bad(f"its data_info.{key} is {_short(v)}, not an integer >= {low}")
+                raise bad(f"its data_info.{key} is {short_value(v)}, not an integer >= {low}")
     for key in ("target", "group", "case"):
         if info.get(key) is not None and not isinstance(info[key], str):
-            raise bad(f"its data_info.{key} is {_short(info[key])}, not a column name")
+            raise bad(f"its data_info.{key} is {short_value(info[key])}, not a column name")
     from lstm_cls.config import NAN_RULES
 
     if info.get("nan") is not None and info["nan"] not in NAN_RULES:
-        raise bad(f"its data_info.nan is {_short(info['nan'])}, not one of {', '.join(NAN_RULES)}")
+        raise bad(f"its data_info.nan is {short_value(info['nan'])}, not one of {', '.join(NAN_RULES)}")
     if info.get("dayfirst") is not None and not isinstance(info["dayfirst"], bool):
-        raise bad(f"its data_info.dayfirst is {_short(info['dayfirst'])}, not true, false or null")
+        raise bad(f"its data_info.dayfirst is {short_value(info['dayfirst'])}, not true, false or null")
     time = info.get("time")
     if time is not None and not isinstance(time, str):
         if not isinstance(time, list) or not all(isinstance(t, str) for t in time):
-            raise bad(f"its data_info.time is {_short(time)}, not a column name or a list of them")
+            raise bad(f"its data_info.time is {short_value(time)}, not a column name or a list of them")
     return info
 
 

@@ -19,7 +19,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lstm_cls.checkpoints import carry_over, write_json_atomic
+from lstm_cls.checkpoints import write_json_atomic
+from lstm_cls.resume import carry_over
 
 
 def best_checkpoint(best: str, watcher: Any, validated: bool) -> str:

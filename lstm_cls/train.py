@@ -139,8 +139,9 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     import torch
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from lstm_cls.checkpoints import AtomicCheckpointIO, carry_over, load
+    from lstm_cls.checkpoints import AtomicCheckpointIO, load
     from lstm_cls.fast_path import standard_path_reasons
+    from lstm_cls.resume import carry_over
 
     quiet_libraries()  # Lightning is imported now: its own console handler can go
     multirun = in_multirun()
@@ -233,7 +234,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         resume = run_dir / ".resume.ckpt"
         resume_from = resume
         if rank_zero():
-            from lstm_cls.checkpoints import check_resume
+            from lstm_cls.resume import check_resume
 
             # the checkpoint's model and data against this run's, before checkpoints/ exists: a refusal
             # leaves nothing that looks like a run (refuse() removes what this run wrote by name)

@@ -210,7 +210,7 @@ def test_a_path_recorded_in_a_checkpoint_is_never_opened_copied_or_removed(train
 def test_the_best_checkpoint_beside_the_one_given_is_carried_only_if_it_is_the_recorded_one(
     trained, tmp_path
 ):
-    from lstm_cls.checkpoints import carry_over
+    from lstm_cls.resume import carry_over
 
     source = tmp_path / "old/checkpoints"
     source.mkdir(parents=True)
