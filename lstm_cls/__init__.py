@@ -1,7 +1,6 @@
 """lstm_cls: classify multivariate time series with an LSTM, and study what drives overfitting."""
 
 import os
-import signal
 import sys
 import time
 
@@ -14,12 +13,9 @@ class UserError(ValueError):
 
 
 def exit_on_interrupt(signum: int, frame: object) -> None:
-    """Ctrl-C while a command starts (the imports of torch and Lightning take seconds) or in a tool: exit 130
-    at once, without a traceback. `train` hands Ctrl-C back to Python just before fitting, so that
-    Lightning can stop training gracefully and keep last.ckpt."""
+    """SIGINT's handler while a command starts (the imports of torch and Lightning take seconds) or in a
+    tool: exit 130 at once, without a traceback. Installed by the command itself (`lstm_cls.entry.start`,
+    `lstm_cls.cli.run`); `train` hands Ctrl-C back to Python just before fitting, so that Lightning can stop
+    training gracefully and keep last.ckpt."""
     sys.stderr.write("interrupted\n")
     os._exit(130)  # no unwinding: an interrupt inside half-done imports must not surface as another error
-
-
-if sys.argv[:1] == ["-m"]:  # `python -m lstm_cls.<tool>` is importing its package: a command, not a library
-    signal.signal(signal.SIGINT, exit_on_interrupt)

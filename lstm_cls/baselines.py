@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from lstm_cls import config
 from lstm_cls.checkpoints import write_json_atomic
-from lstm_cls.train import cli, refuse
+from lstm_cls.entry import cli, run_task
 
 if TYPE_CHECKING:
     import numpy as np
@@ -95,7 +95,7 @@ def baselines(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="baselines")
 def main(cfg: DictConfig) -> None:
-    refuse(baselines, cfg)
+    run_task(baselines, cfg)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ checkpoint go, and the `error:` exit."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any, NoReturn
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lstm_cls import UserError
+from lstm_cls import UserError, exit_on_interrupt
 
 HELP_FLAGS = ("-h", "--help")
 
@@ -91,9 +92,11 @@ def fail(error: Exception | str) -> NoReturn:
 
 
 def run(main: Callable[[list[str]], Any], help_text: str | None = None) -> None:
-    """Call main(argv); a UserError becomes one `error:` line on stderr and exit code 2; Ctrl-C exits 130
-    (lstm_cls.exit_on_interrupt, or here when the tool runs in-process). With `help_text`, `-h` or `--help`
-    anywhere prints it and exits 0, before anything is checked or read."""
+    """A key=value tool's command (its `if __name__ == "__main__":` block): call main(argv); a UserError
+    becomes one `error:` line on stderr and exit code 2; Ctrl-C exits 130 (lstm_cls.exit_on_interrupt, or
+    here if the tool puts Python's handler back). With `help_text`, `-h` or `--help` anywhere prints it and
+    exits 0, before anything is checked or read."""
+    signal.signal(signal.SIGINT, exit_on_interrupt)
     argv = sys.argv[1:]
     if help_text is not None and any(a in HELP_FLAGS for a in argv):
         print(help_text)

@@ -149,17 +149,28 @@ def composed(config_name: str, overrides: list[str]) -> DictConfig:
         raise hydra_error(e, overrides, config_name) from None
 
 
-def expand(parsed: list[Any]) -> list[list[Any]]:
-    """The jobs of a sweep, in Hydra's order (the basic sweeper's grid): each a list of (override, typed).
-    A range sweep (`interval(...)`) is a search space, not a grid: left to its sweeper."""
-    lists = []
+def grid(parsed: list[Any], search: bool = False) -> list[list[Any]]:
+    """The jobs of a sweep, in Hydra's order (its basic sweeper's grid): each a list of (override, typed),
+    one per key; a key given twice keeps its first place and takes the later values, as in Hydra. The one
+    grid of the project: this check and lstm_cls's sweeper both build theirs here.
+
+    A range (`interval(...)`) is a search space, not a grid: a UserError, or left out with `search` (the
+    command of a search sweeper, Optuna's, whose trials are checked as they start)."""
+    lists: dict[str, list[tuple[Any, str]]] = {}
     for o in parsed:
         key = o.get_key_element()
-        if o.is_sweep_override() and o.is_discrete_sweep():
-            lists.append([(o, f"{key}={v}") for v in o.sweep_string_iterator()])
-        elif not o.is_sweep_override():
-            lists.append([(o, f"{key}={o.get_value_element_as_str()}")])
-    return [list(job) for job in itertools.product(*lists)]
+        if not o.is_sweep_override():
+            lists[key] = [(o, f"{key}={o.get_value_element_as_str()}")]
+        elif o.is_discrete_sweep():
+            lists[key] = [(o, f"{key}={v}") for v in o.sweep_string_iterator()]
+        elif search:
+            lists.pop(key, None)
+        else:
+            raise UserError(
+                f"{o.input_line}: a range is a search space, not values to sweep; list them ({key}=a,b,c "
+                f"or {key}=range(start,stop,step)), or search it with hydra/sweeper=optuna"
+            )
+    return [list(job) for job in itertools.product(*lists.values())]
 
 
 def with_values(cfg: DictConfig, job: list[Any]) -> DictConfig:
@@ -231,11 +242,11 @@ def precheck(argv: Sequence[str], config_name: str) -> Path | None:
                 return None
             return hold_run_dir(path)
     # each swept value's first: the sweep's own settings (sweeper, launcher, folder)
-    base = composed(config_name, [typed for _, typed in expand(parsed)[0]])
+    base = composed(config_name, [typed for _, typed in grid(parsed, search=True)[0]])
     config.check_launcher(base.hydra.launcher)
     if grid_sweeper(base):  # the sweeper's grid: hydra.sweeper.params first, then the command, as Hydra
         params = [f"{k}={v}" for k, v in (base.hydra.sweeper.get("params") or {}).items()]
-        jobs = sweep_configs(config_name, expand(parse([*params, *overrides])))
+        jobs = sweep_configs(config_name, grid(parse([*params, *overrides])))
     else:  # a search: its trials are checked as they start
         jobs = [(" ".join(overrides), base)]
     for typed, cfg in jobs:  # a bad value of one job refuses the sweep before its first job starts

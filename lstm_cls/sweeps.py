@@ -375,6 +375,16 @@ def write_state(sweep_dir: Path, **state: Any) -> None:
     write_json_atomic(sweep_dir / STATE, {**old, **state})
 
 
+def forget_not_started(sweep_dir: Path) -> None:
+    """A rerun starts the jobs an earlier attempt never did: its `not_started` list no longer holds."""
+    try:
+        state = read_state(sweep_dir)
+    except ValueError:  # unreadable: the sweeper has reported it
+        return
+    if state is not None and state.get("not_started"):
+        write_state(sweep_dir, not_started=[])
+
+
 def jobs_at_once(launcher: Any) -> int:
     """How many jobs a launcher config (`hydra.launcher`, a mapping) runs side by side: joblib's or the
     forkserver launcher's n_jobs (`slots`), else one at a time."""

@@ -4,9 +4,8 @@ In a Hydra multirun each job's events go into `<run_dir>/tb/<label>`, the label 
 in short form (`hidden=32,batch=128,epochs=40`), so that `tensorboard --logdir <sweep>` names each run by
 what it tried, not by its job number alone. A single run writes into its run directory, as it always did.
 
-No torch at import: train.py imports this module at its top, so that the `lstm_cls.tb_version` resolver
-(conf/logger/tensorboard.yaml) exists before Hydra resolves the logger, and the settings are checked
-before the ~4 s of torch imports.
+No torch at import, and no resolver: `register_resolver` adds `lstm_cls.tb_version`
+(conf/logger/tensorboard.yaml), called where a command starts (`lstm_cls.entry.start`) and by `train`.
 """
 
 from __future__ import annotations
@@ -190,9 +189,10 @@ def tb_version() -> str:
     return f"{TB_DIR}/{label}" if label else ""
 
 
-# registered on import: train.py imports this module before Hydra composes and resolves its config
-if not OmegaConf.has_resolver(RESOLVER):
-    OmegaConf.register_new_resolver(RESOLVER, tb_version)
+def register_resolver() -> None:
+    """Add `lstm_cls.tb_version` to OmegaConf (once), before a config naming it is resolved."""
+    if not OmegaConf.has_resolver(RESOLVER):
+        OmegaConf.register_new_resolver(RESOLVER, tb_version)
 
 
 def run_hparams(cfg: DictConfig, hydra_cfg: DictConfig | None = None) -> dict[str, Any]:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from lstm_cls import STARTED, UserError, config, rundir
 from lstm_cls.checkpoints import write_json_atomic
-from lstm_cls.cli import fail
-from lstm_cls.precheck import precheck
-from lstm_cls.tensorboard import log_to_tensorboard  # registers its resolver before Hydra resolves
+from lstm_cls.entry import cli, in_multirun, rank_zero, run_task
+from lstm_cls.tensorboard import log_to_tensorboard, register_resolver
 
 if TYPE_CHECKING:
     import lightning as L
@@ -34,8 +31,8 @@ log = logging.getLogger(__name__)
 
 
 def quiet_libraries() -> None:
-    """Silence what the README explains once, in every process that trains: a joblib worker runs the job
-    function without ever running this module's top level (it is `__main__` in the parent)."""
+    """Silence what the README explains once, in every process that trains (called by `fit_and_test`, once
+    Lightning is imported: a sweep's job may run in a process of its own)."""
     # num_workers=0 is deliberate: worker processes only compete with training for 2 cores
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     # the run directory already holds Hydra's .hydra/ when the CSV logger starts (and nothing is deleted)
@@ -61,9 +58,6 @@ def quiet_libraries() -> None:
             if type(h) is logging.StreamHandler:
                 lg.removeHandler(h)
         lg.propagate = True
-
-
-quiet_libraries()
 
 
 def write_provenance(run_dir: Path) -> None:
@@ -94,12 +88,6 @@ def write_provenance(run_dir: Path) -> None:
     write_json_atomic(run_dir / "provenance.json", made)
 
 
-def rank_zero() -> bool:
-    """Whether this process is the first (or only) one: Lightning's DDP launcher sets LOCAL_RANK and
-    NODE_RANK in the processes it starts; only the first writes the run's files."""
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
-
-
 def resolve_class_weights(setting: Any, train_labels: Any, n_classes: int) -> list[float] | None:
     """model.class_weights -> one plain float per class: "balanced" is n / (classes * count), as in
     scikit-learn, from the training windows' labels."""
@@ -117,6 +105,7 @@ def resolve_class_weights(setting: Any, train_labels: Any, n_classes: int) -> li
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write `metrics.json`; returns its content."""
+    register_resolver()  # the TensorBoard logger's version (conf/logger/tensorboard.yaml), whoever calls
     config.check(cfg, multirun=in_multirun())
     run_dir = Path(cfg.run_dir)
     if not rank_zero():  # a DDP process started by Lightning: the first one holds the directory
@@ -237,7 +226,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             from lstm_cls.resume import check_resume
 
             # the checkpoint's model and data against this run's, before checkpoints/ exists: a refusal
-            # leaves nothing that looks like a run (refuse() removes what this run wrote by name)
+            # leaves nothing that looks like a run (run_task() removes what this run wrote by name)
             where = f"ckpt_path: {cfg.ckpt_path}"
             check_resume(load(cfg.ckpt_path), dict(model.hparams), model.data_info, where, reasons)
             checkpoints = run_dir / "checkpoints"
@@ -389,35 +378,6 @@ def interrupted(trainer: L.Trainer, model: L.LightningModule, run_dir: Path, why
     sys.exit(code)
 
 
-def in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def refuse(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
-    """Run `task`; a UserError becomes one `error:` line, exit code 2, and no run directory left.
-
-    In a multirun the job records its error in `error.txt` and raises instead, so Hydra goes on with
-    the other jobs and the sweep still exits non-zero at the end.
-    """
-    run_dir = Path(cfg.run_dir)
-    try:
-        return task(cfg)
-    except Exception as e:
-        if in_multirun():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "error.txt").write_text(f"{type(e).__name__}: {e}\n")
-            raise
-        if not isinstance(e, UserError):
-            raise
-        if not (run_dir / "checkpoints").exists():  # refused before training: leave nothing that looks
-            # like a run, and remove only what this run made (a folder you gave keeps your files)
-            rundir.remove_created(run_dir, rundir.BEFORE.get(run_dir.resolve()))
-        fail(e)
-
-
 # when this run started: the command's start, or in a multirun the job's own (a worker process runs many)
 JOB_STARTED = [STARTED]
 
@@ -426,28 +386,9 @@ JOB_STARTED = [STARTED]
 def main(cfg: DictConfig) -> float | None:
     if in_multirun():
         JOB_STARTED[0] = time.time()
-    metrics = refuse(train, cfg)
+    metrics = run_task(train, cfg)
     return metrics.get(cfg.get("optimized_metric"))
 
 
-def cli(app: Callable[[], Any] = main, config_name: str = "train") -> None:
-    """A Hydra app's command line (train, baselines): the command is composed and checked before Hydra
-    writes anything (`lstm_cls.precheck`); Ctrl-C without a traceback."""
-    held = None
-    try:
-        # (Lightning's DDP launcher restarts this command for the other processes, into the same directory)
-        if rank_zero():
-            held = precheck(sys.argv[1:], config_name)
-        app()
-    except UserError as e:
-        fail(e)
-    except KeyboardInterrupt:  # Ctrl-C outside fitting (imports, data, testing): no traceback
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    finally:
-        if held is not None:
-            rundir.release(held)
-
-
 if __name__ == "__main__":
-    cli()
+    cli(main, "train")

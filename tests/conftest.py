@@ -11,9 +11,18 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from lstm_cls.tensorboard import register_resolver
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def resolvers() -> None:
+    """lstm_cls's OmegaConf resolvers, as a command registers them as it starts (lstm_cls.entry.start)."""
+    register_resolver()
+
 
 # a run that takes a second or two: few steps, tiny model
 TINY = [

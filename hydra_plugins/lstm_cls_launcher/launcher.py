@@ -55,7 +55,8 @@ PRELOAD = [
     "matplotlib.backends.backend_agg",  # TensorBoard's logger loads it
     "tabulate",
     "hydra",
-    "lstm_cls.data",
+    "lstm_cls.data.window_modules",
+    "lstm_cls.data.sequence_modules",
     "lstm_cls.model",
     "lstm_cls.nested",
     "lstm_cls.checkpoints",
@@ -103,9 +104,11 @@ class ForkserverLauncher(Launcher):
             # (the sweep's lock is released); `launch` takes over from here
             signal.signal(signal.SIGTERM, terminated_early)
         if start_method() == "forkserver":
+            from lstm_cls import forkserver_exit
+
             self.context.set_forkserver_preload([SERVER, *self.preload])
             # start it now: it imports while the sweeper composes the jobs, not after
-            start_server()
+            forkserver_exit.start()
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.task_function is not None and self.hydra_context is not None
@@ -125,11 +128,11 @@ class ForkserverLauncher(Launcher):
         # Hydra's context and state (OmegaConf's resolvers are closures): cloudpickle, as joblib's loky
         state = cloudpickle.dumps((self.hydra_context, self.config, Singleton.get_state()))
         waiting = list(enumerate(job_overrides))[::-1]  # popped from the end: the first job first
-        running: dict[Any, Job] = {}  # by the pipe each job sends on: its folder, then its result
+        running: dict[Any, JobProcess] = {}  # by the pipe each job sends on: its folder, then its result
         returns: list[JobReturn | None] = [None] * len(job_overrides)
         ahead = Ahead(self.hydra_context, self.config, list(enumerate(job_overrides)))
         ahead.start()
-        forget_not_started(sweep_dir)
+        sweeps.forget_not_started(sweep_dir)
         # Ctrl-C reaches the jobs too (one process group): each stops where it is and saves last.ckpt. SIGTERM
         # may reach only this process (`kill`): it is passed on to every job. This process waits for them (the
         # `finally` below) before it reports the interrupt, whatever handler the command had (lstm_cls's exits
@@ -169,7 +172,7 @@ class ForkserverLauncher(Launcher):
                         args=(send, fed, initial_job_idx + idx, list(overrides), task),
                         name=f"job {initial_job_idx + idx}",
                     )
-                    running[receive] = Job(idx, p, send, fed)  # before it starts: a signal finds it
+                    running[receive] = JobProcess(idx, p, send, fed)  # before it starts: a signal finds it
                     p.start()
                     send.close()  # the job holds the only writing end: its end reads as end-of-file here
                     fed.close()
@@ -245,23 +248,7 @@ def terminated_early(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-def start_server() -> None:
-    """Start the fork server with Ctrl-C held back (blocked, not lost) until its first preloaded module
-    (`SERVER`) has put in its quiet handler: a Ctrl-C while it imports then ends it without a traceback.
-    The resource tracker starts first: its own start unblocks the signals it blocks."""
-    from multiprocessing import forkserver, resource_tracker
-
-    resource_tracker.ensure_running()
-    masked = hasattr(signal, "pthread_sigmask")
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if masked else None
-    try:
-        forkserver.ensure_running()  # the new process inherits the blocked signal
-    finally:
-        if masked:
-            signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a Ctrl-C meanwhile arrives here now
-
-
-def stop(running: dict[Any, "Job"], tell: bool) -> None:
+def stop(running: dict[Any, "JobProcess"], tell: bool) -> None:
     """Wait for the running jobs to end, each saving where it got to; `tell`: send each SIGTERM if it has
     not ended within NOTICE_S (it may have had its own). Waits on each job's own pipe (end-of-file: its
     process has ended), not on the fork server, which a SIGTERM to every process may have ended. A job that
@@ -308,18 +295,6 @@ def job_dir(overrides: Sequence[str], num: int) -> str:
     return given[-1] if given else str(num)
 
 
-def forget_not_started(sweep_dir: Path) -> None:
-    """A rerun starts the jobs an earlier attempt never did: its `not_started` list no longer holds."""
-    from lstm_cls import sweeps
-
-    try:
-        state = sweeps.read_state(sweep_dir)
-    except ValueError:  # unreadable: the sweeper has reported it
-        return
-    if state is not None and state.get("not_started"):
-        sweeps.write_state(sweep_dir, not_started=[])
-
-
 class Ahead(threading.Thread):
     """Composes the jobs' configs here, in launch order, while this process has nothing else to do (the fork
     server importing, the jobs training): a job handed its config skips Hydra's composing (~0.15 s of its
@@ -344,7 +319,7 @@ class Ahead(threading.Thread):
 
 
 @dataclass
-class Job:
+class JobProcess:
     idx: int
     process: Any
     send: Any  # the job's end of its pipe, closed here once the job has started
@@ -427,8 +402,10 @@ def one_job(
     try:  # cloudpickle: Hydra's configs hold classes of plugin modules that plain pickle cannot find
         result = cloudpickle.dumps(ret)
     except Exception as e:  # an exception that does not pickle: its text goes home instead
-        # (reading it through `return_value` would raise it: the dataclass field holds it)
-        cause = vars(ret)["_return_value"]
+        try:
+            cause = ret.return_value
+        except Exception as raised:  # a failed job's: reading its value raises it
+            cause = raised
         ret.return_value = RuntimeError(f"{type(cause).__name__}: {cause} ({e})")
         result = cloudpickle.dumps(ret)
     send.send_bytes(result)

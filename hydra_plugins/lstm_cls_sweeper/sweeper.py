@@ -1,5 +1,6 @@
-"""The default sweeper of `python -m lstm_cls.train -m`: Hydra's BasicSweeper (the same grid, the same job
-folders, any launcher), made resumable, longest jobs first, and with nested epochs (lstm_cls/sweeps.py)."""
+"""The default sweeper of `python -m lstm_cls.train -m`: the grid of Hydra's basic sweeper (the same jobs in
+the same folders, any launcher; built by lstm_cls.precheck.grid, which checks the command), made resumable,
+longest jobs first, and with nested epochs (lstm_cls/sweeps.py). On Hydra's public Sweeper API."""
 
 # no `from __future__ import annotations`: Hydra loads plugin modules outside sys.modules, where
 # dataclasses cannot resolve string annotations
@@ -10,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
@@ -21,8 +24,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class LstmClsSweeperConf:
     _target_: str = "hydra_plugins.lstm_cls_sweeper.sweeper.LstmClsSweeper"
-    max_batch_size: int | None = None
-    params: Any | None = None
+    max_batch_size: int | None = None  # taken as the basic sweeper's, unused: every job goes in one batch
+    params: Any | None = None  # swept as the command line's overrides are, before them
     nested: bool = True  # false: every job trains on its own, as with Hydra's basic sweeper
 
 
@@ -31,30 +34,42 @@ ConfigStore.instance().store(
 )
 
 
-class LstmClsSweeper(BasicSweeper):
+class LstmClsSweeper(Sweeper):
     def __init__(self, max_batch_size: int | None = None, params: dict | None = None, nested: bool = True):
-        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.params = params or {}
         self.nested = nested
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
+        self.launcher: Any = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def sweep(self, arguments: "list[str]") -> Any:
+        """Launch the grid of `params` and `arguments`. A UserError (a resume refused, a range to sweep)
+        stops the sweep before any job starts; it leaves Hydra as `Refused`, for the command's `error:`."""
         from lstm_cls import UserError, rundir, sweeps
-        from lstm_cls.cli import fail
+        from lstm_cls.entry import Refused
+        from lstm_cls.precheck import grid
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
-        jobs = [list(j) for j in self.split_arguments(overrides, None)[0]]  # Hydra's order: job i, folder i
+        overrides = parser.parse_overrides([*(f"{k}={v}" for k, v in self.params.items()), *arguments])
         sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
+            jobs = [[typed for _, typed in job] for job in grid(overrides)]  # Hydra's order: job i, folder i
             force = sweeps.resume_setting(self.config) == "force"
             recorded = sweeps.check_resume(sweep_dir, jobs)  # each job's folder, for a resumed sweep
             rundir.acquire(sweep_dir)  # a second copy of this sweep into the same folder is refused
         except UserError as e:
-            fail(e)
+            raise Refused(e) from None
         try:
             return self._run(jobs, sweep_dir, recorded, force)
         except UserError as e:  # a resume's checks (its jobs' earlier files): before any job starts
-            fail(e)
+            raise Refused(e) from None
         finally:
             rundir.release(sweep_dir)
 
