@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lstm_cls import UserError, header
+from lstm_cls import UserError
+from lstm_cls.data import header
 
 NAN_RULES = ("ffill", "drop", "error")
 SCALES = ("standard", "robust", "none")  # data.scale (windows.SCALES: the same, beside the code applying it)

@@ -104,8 +104,8 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     rows = read(info, cfg.data.path, labelled=True, dayfirst=cfg.data.dayfirst)
     import lightning as L
 
+    from lstm_cls.data.batches import loader
     from lstm_cls.model import LSTMClassifier
-    from lstm_cls.windows import loader
 
     # Lightning's start-up lines (no GPU, no TPU, a logger tip) say nothing about the scores
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)

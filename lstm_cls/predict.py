@@ -118,10 +118,12 @@ def read(info: dict[str, Any], path: str, labelled: bool, dayfirst: bool | None 
         return read_cases(info, path, labelled, dayfirst)
     import torch
 
-    from lstm_cls import sources
-    from lstm_cls.windows import WindowSet, nan_free, scale_, window_starts
+    from lstm_cls.data import tables
+    from lstm_cls.data.scaling import scale_
+    from lstm_cls.data.times import time_label
+    from lstm_cls.data.windows import WindowSet, nan_free, window_starts
 
-    df = sources.read_table(path)
+    df = tables.read_table(path)
     missing = [f for f in info["feature_names"] if f not in df.columns]
     if missing:
         raise UserError(f"{path} lacks the model's features {missing}; its columns are {list(df.columns)}")
@@ -129,7 +131,7 @@ def read(info: dict[str, Any], path: str, labelled: bool, dayfirst: bool | None 
     setting = {k: info.get(k) for k in ("time", "group", "dayfirst", "nan")}
     if dayfirst is not None:
         setting["dayfirst"] = dayfirst
-    series = sources.table(
+    series = tables.table(
         df,
         target,  # None: labels are not read (classes the model never saw are then no error)
         features=info["feature_names"],
@@ -164,7 +166,7 @@ def read(info: dict[str, Any], path: str, labelled: bool, dayfirst: bool | None 
     if series.group_names is not None:
         sizes = [b - a for a, b in series.bounds]
         cols[setting["group"]] = np.repeat(np.array(series.group_names, dtype=object), sizes)[last]
-    cols[sources.time_label(setting["time"]) or "row"] = series.steps[last]
+    cols[time_label(setting["time"]) or "row"] = series.steps[last]
     return Rows(WindowSet(series.x, series.y, starts, window, horizon), cols)
 
 
@@ -188,16 +190,16 @@ def read_cases(info: dict[str, Any], path: str, labelled: bool, dayfirst: bool |
     one of the checkpoint's classes, a UserError naming any other."""
     import torch
 
-    from lstm_cls import uea
-    from lstm_cls.sequences import CaseSet, pad
+    from lstm_cls.data import uea
+    from lstm_cls.data.sequences import CaseSet, pad
 
     classes = info["class_names"]
     cols: dict[str, Any] = {}
     if info.get("case"):  # a table of cases (data=csv data.case=...): grouped as in training
-        from lstm_cls import sources
+        from lstm_cls.data import tables
 
-        df = sources.read_table(path)
-        series = sources.table(
+        df = tables.read_table(path)
+        series = tables.table(
             df,
             _target(info, df, path) if labelled else None,  # predict: the target may be absent
             features=info["feature_names"],

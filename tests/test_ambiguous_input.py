@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lstm_cls import UserError, sources, uea
-from lstm_cls.data import CsvDataModule, table_data
+from lstm_cls import UserError
+from lstm_cls.data import CsvDataModule, table_data, tables, times, uea
 
 from .conftest import ROOT, run_cli
 
@@ -68,11 +68,11 @@ def date_table(tmp_path: Path, column: list[str]) -> Path:
 def test_a_date_column_written_two_ways_is_refused_naming_both(tmp_path, column, dayfirst, words):
     p = date_table(tmp_path, column)
     if words is None:
-        series = sources.table(sources.read_table(p), "label", time="date", dayfirst=dayfirst)
+        series = tables.table(tables.read_table(p), "label", time="date", dayfirst=dayfirst)
         assert series.x[:, 0].tolist() == list(range(len(column)))  # file order is date order
         return
     with pytest.raises(UserError) as e:
-        sources.table(sources.read_table(p), "label", time="date", dayfirst=dayfirst, where=str(p))
+        tables.table(tables.read_table(p), "label", time="date", dayfirst=dayfirst, where=str(p))
     message = str(e.value)
     assert message.startswith("data.time: ") and words in message and "\n" not in message, message
 
@@ -82,7 +82,7 @@ def test_a_date_column_written_two_ways_is_refused_naming_both(tmp_path, column,
 def test_year_first_dates_are_never_read_day_first(form, dayfirst):
     # pandas reads 2020/01/02 day-first as 1 February; year-first is year-month-day, whatever data.dayfirst
     col = pd.Series(DAYS[:15].strftime(form))
-    parsed = sources.parse_times(col, dayfirst, "date")
+    parsed = times.parse_times(col, dayfirst, "date")
     assert (parsed.dt.normalize() == DAYS[:15]).all()
 
 
@@ -120,7 +120,7 @@ def test_any_mix_of_date_forms_reads_every_date_as_written_or_is_refused(rows, d
         kinds.append((kind, order))
     col = pd.Series(text)
     try:
-        parsed = sources.parse_times(col, dayfirst, "date")
+        parsed = times.parse_times(col, dayfirst, "date")
     except UserError as e:
         assert str(e).startswith("data.time: ") and "\n" not in str(e)
         # refused only for a reason: two ways of writing, or data.dayfirst against the dates
@@ -199,7 +199,7 @@ def test_table_labels_equal_but_for_case_or_spaces_are_refused(tmp_path, labels,
     with pytest.raises(
         UserError, match=rf"^data.target: column 'label' of .* has class labels {words}, equal"
     ):
-        sources.table(sources.read_table(p), "label", where=str(p))
+        tables.table(tables.read_table(p), "label", where=str(p))
 
 
 # ---- rows without a case (or group) id ----
@@ -260,7 +260,7 @@ def test_a_features_string_is_one_column_from_python(tmp_path):
     assert m.series.feature_names == ["x", "y"]
     with pytest.raises(UserError, match=r"data.features: no column \['ab'\]"):  # was: trained on a and b
         CsvDataModule(path=str(xy_table(tmp_path, "a", "b")), target="label", features="ab").setup("fit")
-    assert sources.table(sources.read_table(p), "label", features="xy").feature_names == ["xy"]
+    assert tables.table(tables.read_table(p), "label", features="xy").feature_names == ["xy"]
 
 
 def test_a_case_tables_features_string_is_one_column(tmp_path):

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_cls import UserError, sources
-from lstm_cls.data import CsvDataModule
+from lstm_cls import UserError
+from lstm_cls.data import CsvDataModule, tables
 from lstm_cls.train import train
 
 from .conftest import run_cli
@@ -296,7 +296,7 @@ def test_times_of_day_dateless_and_repeated_timestamps_are_refused(tmp_path):
     frame(step=np.arange(60)[::-1] * 10).to_csv(p, index=False)  # numbers order the rows as they are
     m = dm(p, time="step")
     np.testing.assert_allclose(raw_windows(m, "train")[0, :, 0], [59, 58, 57, 56], atol=1e-4)
-    assert sources.table(sources.read_table(p), "label", time="step").steps[:3].tolist() == [0, 10, 20]
+    assert tables.table(tables.read_table(p), "label", time="step").steps[:3].tolist() == [0, 10, 20]
 
 
 @pytest.mark.parametrize("name", ["X.CSV", "x.Csv.GZ", "X.PARQUET", "X.TXT"])
@@ -317,7 +317,7 @@ def test_unnamed_columns_and_rows_longer_than_the_header_are_refused(tmp_path):
 
 
 def test_header_reads_names_and_refuses_bad_files_without_pandas(tmp_path):
-    from lstm_cls import header
+    from lstm_cls.data import header
 
     frame(4).to_csv(p := tmp_path / "t.csv", index=False)
     (gz := tmp_path / "t.Csv.Gz").write_bytes(gzip.compress(p.read_bytes()))
@@ -341,7 +341,7 @@ def test_header_reads_names_and_refuses_bad_files_without_pandas(tmp_path):
         with pytest.raises(UserError, match=message):
             header.columns(path, "data.val_path")
         with pytest.raises(UserError, match=message.replace("val_path", "path")):
-            sources.read_table(path)  # the same checks, the same words
+            tables.read_table(path)  # the same checks, the same words
     for args, message in [
         (("rain",), r"data.target: no column 'rain' in .*t.csv; its columns are \['a', 'b', 'label'\]"),
         (("label", ["a", "zz"]), r"data.features: no column \['zz'\]"),
@@ -355,7 +355,7 @@ def test_header_reads_names_and_refuses_bad_files_without_pandas(tmp_path):
     header.check_columns(p, "data.path", "label", ["b", "a"])
     # quick enough for config.check: no torch, pandas or numpy behind it
     code = (
-        "import sys; from lstm_cls import header, UserError\n"
+        "import sys; from lstm_cls import UserError; from lstm_cls.data import header\n"
         f"try: header.check_columns({str(p)!r}, 'data.path', 'rain')\n"
         "except UserError as e: print(e)\n"
         "assert not {'torch', 'pandas', 'numpy'} & set(sys.modules), sorted(sys.modules)\n"

@@ -13,8 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lstm_cls import UserError, header, sources
-from lstm_cls.windows import Series
+from lstm_cls import UserError
+from lstm_cls.data import header
+from lstm_cls.data import tables as data_tables
+from lstm_cls.data.series import Series
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -32,11 +34,11 @@ def folder(tmp_path_factory) -> Path:
 
 def read(path: Path, data: st.DataObject) -> Series | None:
     """read_table, then table with a column of the file as target (and maybe another as time)."""
-    df = sources.read_table(path)
+    df = data_tables.read_table(path)
     target = data.draw(st.sampled_from(list(df.columns)))
     rest = [c for c in df.columns if c != target]
     time = data.draw(st.none() | st.sampled_from(rest)) if rest else None
-    return sources.table(df, target, time=time, where=str(path))
+    return data_tables.table(df, target, time=time, where=str(path))
 
 
 @FUZZ
@@ -122,8 +124,8 @@ def test_random_tables_give_a_series_or_a_user_error(folder, table, data):
     features = data.draw(st.none() | st.lists(st.sampled_from(others), max_size=3, unique=True))
     nan = data.draw(st.sampled_from(["ffill", "drop", "error"]))
     try:
-        df = sources.read_table(path)
-        s = sources.table(df, target, features, time, group, nan=nan, where=str(path))
+        df = data_tables.read_table(path)
+        s = data_tables.table(df, target, features, time, group, nan=nan, where=str(path))
     except UserError:
         return
     assert isinstance(s, Series)
@@ -165,7 +167,7 @@ def test_clean_tables_keep_each_value_in_its_row_and_series(folder, n, width, gr
         df["day"] = [str(date(2021, 3, 1) + timedelta(days=d)) for d in days]
     df.to_csv(path := folder / "clean.csv", index=False)
     time, group = ("day" if timed else None), ("site" if grouped else None)
-    s = sources.table(sources.read_table(path), "label", time=time, group=group, where=str(path))
+    s = data_tables.table(data_tables.read_table(path), "label", time=time, group=group, where=str(path))
     order = [c for c in (group, time) if c]
     expected = df.sort_values(order, kind="stable") if order else df
     assert s.feature_names == list(cols)

@@ -8,14 +8,15 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_cls import UserError, config, sources
+from lstm_cls import UserError, config
 from lstm_cls.cli import parse
-from lstm_cls.data import CaseTableDataModule, CsvDataModule
+from lstm_cls.data import CaseTableDataModule, CsvDataModule, tables
+from lstm_cls.data.scaling import channel_stats, fit_robust, fit_scaler, scale_
+from lstm_cls.data.sequences import pad
+from lstm_cls.data.windows import split_segments
 from lstm_cls.model import LSTMClassifier
 from lstm_cls.predict import DEFAULTS, predict
-from lstm_cls.sequences import channel_stats, pad
 from lstm_cls.train import train
-from lstm_cls.windows import fit_robust, fit_scaler, scale_, split_segments
 
 from .conftest import compose_cfg, run_cli
 
@@ -89,23 +90,23 @@ def test_date_and_time_columns_sort_the_series_by_their_joined_timestamp(tmp_pat
     assert np.allclose(np.diff(steps, axis=1), 1, atol=1e-3)  # every window: consecutive readings
     assert m.info()["time"] == ["Date", "Time"]  # what was given, so that predict reads a file alike
     expected = pd.to_datetime(df.Date + " " + df.Time, dayfirst=True).sort_values().to_numpy()
-    series = sources.table(sources.read_table(p), "Occupancy", time=["Date", "Time"])
+    series = tables.table(tables.read_table(p), "Occupancy", time=["Date", "Time"])
     np.testing.assert_array_equal(series.steps, expected)  # day-first, and 4 times within each day
     # the same text as one column gives the same timestamps
     one = df.assign(When=df.Date + " " + df.Time).drop(columns=["Date", "Time"])
     one.to_csv(q := tmp_path / "one.csv", index=False)
     np.testing.assert_array_equal(
-        sources.table(sources.read_table(q), "Occupancy", time="When").steps, expected
+        tables.table(tables.read_table(q), "Occupancy", time="When").steps, expected
     )
 
 
 def test_missing_time_columns_are_one_error_naming_them(tmp_path):
     occupancy().to_csv(p := tmp_path / "room.csv", index=False)
-    df = sources.read_table(p)
+    df = tables.read_table(p)
     with pytest.raises(UserError, match=r"data\.time: no column \['Clock', 'Hour'\] in .*its columns are"):
-        sources.table(df, "Occupancy", time=["Date", "Clock", "Hour"])
+        tables.table(df, "Occupancy", time=["Date", "Clock", "Hour"])
     with pytest.raises(UserError, match="data.time and data.target both name column 'Occupancy'"):
-        sources.table(df, "Occupancy", time=["Date", "Occupancy"])
+        tables.table(df, "Occupancy", time=["Date", "Occupancy"])
     run = tmp_path / "run"
     r = run_cli(
         "data=csv",

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from lstm_cls.backbone import LSTMBackbone
-from lstm_cls.sequences import CaseSet, channel_stats, pad
-from lstm_cls.windows import loader
+from lstm_cls.data.batches import loader
+from lstm_cls.data.scaling import channel_stats
+from lstm_cls.data.sequences import CaseSet, pad
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -97,7 +98,7 @@ def test_uea_settings_are_checked_first(tmp_path, typed, words):
 def test_predict_on_a_ts_file_scores_each_case_as_the_test_did(make_cfg, tmp_path):
     import pandas as pd
 
-    from lstm_cls import uea
+    from lstm_cls.data import uea
     from lstm_cls.train import train
 
     from .conftest import run_cli
@@ -129,7 +130,7 @@ def test_predict_on_a_ts_file_scores_each_case_as_the_test_did(make_cfg, tmp_pat
 def test_evaluate_a_sequence_model_on_the_archive_test_file(make_cfg, tmp_path):
     import json
 
-    from lstm_cls import uea
+    from lstm_cls.data import uea
     from lstm_cls.train import train
 
     from .conftest import run_cli
@@ -158,8 +159,8 @@ def test_evaluate_a_sequence_model_on_the_archive_test_file(make_cfg, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_of_a_sequence_model_matches_the_packed_lstm(make_cfg, tmp_path, fmt):
-    from lstm_cls import uea
     from lstm_cls.backbone import load_backbone
+    from lstm_cls.data import uea
     from lstm_cls.train import train
 
     from .conftest import run_cli

@@ -12,8 +12,9 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lstm_cls import UserError, config, sources
+from lstm_cls import UserError, config
 from lstm_cls.data import CsvDataModule, SyntheticDataModule
+from lstm_cls.data.series import synthetic
 from lstm_cls.train import train
 
 from .conftest import TINY, compose_cfg, run_cli
@@ -51,7 +52,7 @@ def test_fraction_keeps_val_and_test_and_the_latest_training_windows():
 
 
 def test_fraction_normalises_with_the_kept_steps_and_pinned_stats_give_the_same_tensors():
-    raw = sources.synthetic(length=8000, seed=7).x.double()
+    raw = synthetic(length=8000, seed=7).x.double()
     part = synthetic_dm(train_fraction=0.3)
     torch.testing.assert_close(part.mean, raw[3920:5600].mean(0).float(), atol=1e-5, rtol=0)
     torch.testing.assert_close(part.std, raw[3920:5600].std(0, unbiased=False).float(), atol=1e-5, rtol=0)

@@ -1,4 +1,4 @@
-"""lstm_cls.uea: the UEA/UCR archive's .ts files read with aeon, and every bad file a one-line UserError."""
+"""lstm_cls.data.uea: the UEA/UCR archive's .ts files read with aeon, every bad file a one-line UserError."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lstm_cls import UserError, uea
+from lstm_cls import UserError
+from lstm_cls.data import uea
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -3,16 +3,10 @@ import pytest
 import torch
 
 from lstm_cls.data import SyntheticDataModule
-from lstm_cls.sources import synthetic
-from lstm_cls.windows import (
-    Series,
-    WindowSet,
-    fit_normaliser,
-    loader,
-    make_splits,
-    split_segments,
-    window_starts,
-)
+from lstm_cls.data.batches import loader
+from lstm_cls.data.scaling import fit_normaliser
+from lstm_cls.data.series import Series, synthetic
+from lstm_cls.data.windows import WindowSet, make_splits, split_segments, window_starts
 
 
 def ramp(n: int = 200, f: int = 3, bounds=None) -> Series:
@@ -159,7 +153,7 @@ def test_batch_indices_follow_random_samplers_order():
     """Index tensors instead of a Python list, the same permutation for the same seed."""
     from torch.utils.data import RandomSampler
 
-    from lstm_cls.windows import BatchIndices, LeanRandomSampler
+    from lstm_cls.data.batches import BatchIndices, LeanRandomSampler
 
     torch.manual_seed(5)
     ours = torch.cat(list(BatchIndices(1000, 64, shuffle=True)))

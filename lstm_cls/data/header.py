@@ -40,6 +40,15 @@ def first_line(e: BaseException) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0]
 
 
+def row_name(i: object) -> str:
+    # i: the row's index from `read_table`, 0 for the first row under the header
+    return f"data row {int(i) + 1}"
+
+
+def and_more(n: int) -> str:
+    return f" and {n} more" if n else ""
+
+
 def _filled(line: str) -> bool:
     # pandas skips empty and whitespace-only lines, before the header too (but not a line '""')
     return bool(line.strip(" \t\r\n"))

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lstm_cls import UserError
-from lstm_cls.header import first_line
+from lstm_cls.data.header import first_line
 
 SPLITS = ("train", "test")
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -47,7 +47,7 @@ def _one_line(message: str) -> str:
     return re.sub(r"[\r\n]+", " ", message)
 
 
-def _clip(text: str, limit: int = 200) -> str:
+def _cut(text: str, limit: int = 200) -> str:
     # aeon quotes the offending token, and a fuzzed or binary file can make that token very long
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -127,7 +127,7 @@ def _load_aeon(p: Path, what: str) -> tuple[object, np.ndarray, dict]:
     except Exception as e:
         # aeon's messages may quote its open file object (`<_io.TextIOWrapper name='...'>`): the path is
         # named already, so drop it, and keep what went wrong within the clip
-        reason = _clip(re.sub(r"<_io\.\w+ [^>]*>\.?\s*", "", first_line(e)) or type(e).__name__)
+        reason = _cut(re.sub(r"<_io\.\w+ [^>]*>\.?\s*", "", first_line(e)) or type(e).__name__)
         if "but have read 0" in reason:  # aeon reads an empty line as a case with no channels
             reason += " (a blank line among the cases?)"
         raise UserError(_one_line(f"{what}: cannot read {p} as a .ts file: {reason}")) from None
@@ -245,7 +245,7 @@ def _check_labels(p: Path, n: int, labels: np.ndarray, where: str, what: str) ->
         shown = " and ".join(repr(v) for v in clash[:3])
         raise UserError(
             _one_line(
-                f"{what}: {where} has class labels {_clip(shown)} that differ only in case; aeon reads "
+                f"{what}: {where} has class labels {_cut(shown)} that differ only in case; aeon reads "
                 "labels lower-cased, so they would silently be one class: spell each class one way"
             )
         )
@@ -256,8 +256,8 @@ def _check_labels(p: Path, n: int, labels: np.ndarray, where: str, what: str) ->
         more = f" (and {len(undeclared) - 1} more cases)" if len(undeclared) > 1 else ""
         raise UserError(
             _one_line(
-                f"{what}: case {i} (0-based) of {where} has the label {_clip(repr(raw[i]))}{more}, which the "
-                f"header's @classLabel does not declare (it declares {_clip(' '.join(declared))}); add it "
+                f"{what}: case {i} (0-based) of {where} has the label {_cut(repr(raw[i]))}{more}, which the "
+                f"header's @classLabel does not declare (it declares {_cut(' '.join(declared))}); add it "
                 "there, or correct the label"
             )
         )
@@ -330,17 +330,17 @@ def check_pair(train: Cases, test: Cases) -> None:
         if a is not None and b is not None and a != b:  # aeon lower-cased both into one class
             raise UserError(
                 _one_line(
-                    f"the training file {train.source} spells a class {_clip(repr(a))} and the test file "
-                    f"{test.source} spells it {_clip(repr(b))}: labels equal but for case would silently be "
+                    f"the training file {train.source} spells a class {_cut(repr(a))} and the test file "
+                    f"{test.source} spells it {_cut(repr(b))}: labels equal but for case would silently be "
                     "one class; spell each class one way in both files"
                 )
             )
     unseen = sorted(set(test.y.tolist()) - set(classes))
     if unseen:
-        shown = _clip(str(unseen))
+        shown = _cut(str(unseen))
         raise UserError(
             _one_line(
                 f"the test file {test.source} has labels {shown} that the training file {train.source} "
-                f"lacks (its labels: {_clip(str(classes))}); a classifier cannot predict a class it never saw"
+                f"lacks (its labels: {_cut(str(classes))}); a classifier cannot predict a class it never saw"
             )
         )

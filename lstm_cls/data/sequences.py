@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lstm_cls.windows import SCALES, scale_
+from lstm_cls.data.scaling import scale_
 
 
 class CaseSet(Dataset):
@@ -39,27 +39,10 @@ class CaseSet(Dataset):
         return CaseSet(self.x.to(device), self.y.to(device), self.lengths.to(device))
 
 
-def channel_stats(cases: list[np.ndarray], scale: str = "standard") -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel centre and scale over every real step of the given (training) cases, never padding:
-    `standard` mean and std, `robust` median and inter-quartile range, `none` 0 and 1 (`data.scale`)."""
-    steps = np.concatenate(cases).astype(np.float64)  # [all steps, channels]: cases are small
-    if scale == "none":
-        mean, std = np.zeros(steps.shape[1]), np.ones(steps.shape[1])
-    elif scale == "robust":
-        q1, mean, q3 = np.nanpercentile(steps, [25, 50, 75], axis=0)
-        std = q3 - q1
-    elif scale == "standard":
-        mean, std = steps.mean(0), steps.std(0)
-    else:
-        raise ValueError(f"data.scale must be one of {', '.join(SCALES)} (got {scale!r})")
-    std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1), std, 1.0)  # a constant channel stays as is
-    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
-
-
 def pad(
     cases: list[np.ndarray], mean: torch.Tensor, std: torch.Tensor, clip: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scaled cases (`windows.scale_`: (x - mean) / std, clipped to +-clip if set), right-padded with zeros:
+    """Scaled cases (`scaling.scale_`: (x - mean) / std, clipped to +-clip if set), right-padded with zeros:
     x [cases, max_steps, channels], lengths [cases]. The padding itself is never scaled."""
     lengths = torch.tensor([len(c) for c in cases])
     x = torch.zeros(len(cases), int(lengths.max()), cases[0].shape[1])
