@@ -21,7 +21,11 @@ from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
-from lstm_cls.report import MEAN, SPREAD, Outputs, duration, jobs_at_once, main
+from lstm_cls.report import main
+from lstm_cls.report.figures import MEAN, SPREAD
+from lstm_cls.report.outputs import Outputs
+from lstm_cls.report.timing import duration
+from lstm_cls.report.timing import multirun_jobs_at_once as jobs_at_once
 
 from .test_report_faults import BASE, split
 

@@ -14,7 +14,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from lstm_cls import UserError, sweeps
-from lstm_cls.report import RECORD, find_runs, main
+from lstm_cls.report import main
+from lstm_cls.report.outputs import RECORD
+from lstm_cls.report.read import find_runs
 
 from .conftest import CONF, TINY, run_cli
 from .test_report_faults import fake_sweep

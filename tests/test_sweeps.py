@@ -110,7 +110,7 @@ def test_a_rerun_completes_only_the_missing_jobs(nested_sweep: Path, tmp_path: P
     assert metrics(sweep / "1")["status"] == "completed"
     (aside,) = (sweep / sweeps.ASIDE).iterdir()  # the killed attempt, kept
     assert aside.name.startswith("1_") and (aside / "checkpoints" / "last.ckpt").exists()
-    from lstm_cls.report import find_runs
+    from lstm_cls.report.read import find_runs
 
     assert [p.name for p in find_runs(sweep)] == ["0", "1"]  # the attempt set aside is not a job
     # the same folder with other settings: refused, nothing run
