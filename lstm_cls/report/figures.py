@@ -11,8 +11,7 @@ import pandas as pd
 
 from lstm_cls.report.outputs import Outputs
 from lstm_cls.report.read import REMEDIES, TRAIN_FRACTION
-from lstm_cls.report.tables import majority
-from lstm_cls.report.values import groups, is_numeric, label, numbers, varies
+from lstm_cls.report.values import groups, is_numeric, label, majority, numbers, varies
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -10,7 +10,7 @@ import pandas as pd
 
 from lstm_cls.report.read import REMEDIES, TRAIN_FRACTION
 from lstm_cls.report.timing import Timing, duration
-from lstm_cls.report.values import groups, is_numeric, label, numbers
+from lstm_cls.report.values import groups, is_numeric, label, majority
 
 # the per-job table's columns, where the sweep has them (after the job and its settings)
 JOB_COLUMNS = [
@@ -72,15 +72,6 @@ def header(jobs: pd.DataFrame, timing: Timing, n_skipped: int) -> list[str]:
             f"Majority baseline (always predicting the training majority class): test acc {floor[1]}."
         )
     return lines
-
-
-def majority(jobs: pd.DataFrame) -> tuple[float, str] | None:
-    """The jobs' majority-class test accuracy: its mean, and as words (one value, or the range it spans)."""
-    floor = numbers(jobs, "test/majority_acc").dropna()
-    if floor.empty:
-        return None
-    lo, hi = f"{floor.min():.3f}", f"{floor.max():.3f}"
-    return floor.mean(), lo if lo == hi else f"{lo} to {hi}"
 
 
 def _mean_std(mean: float, std: float) -> str:

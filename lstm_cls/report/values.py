@@ -1,4 +1,5 @@
-"""A setting's values as the report shows, compares and groups them, and a metric's column as numbers."""
+"""A setting's values as the report shows, compares and groups them; a metric's column as numbers, and the
+majority-class floor read off it."""
 
 from __future__ import annotations
 
@@ -45,3 +46,12 @@ def groups(df: pd.DataFrame, cols: list[str], sort: bool = False) -> list[tuple[
         (dict(zip(cols, key if isinstance(key, tuple) else (key,), strict=True)), grp)
         for key, grp in df.groupby(cols, dropna=False, sort=sort)
     ]
+
+
+def majority(jobs: pd.DataFrame) -> tuple[float, str] | None:
+    """The jobs' majority-class test accuracy: its mean, and as words (one value, or the range it spans)."""
+    floor = numbers(jobs, "test/majority_acc").dropna()
+    if floor.empty:
+        return None
+    lo, hi = f"{floor.min():.3f}", f"{floor.max():.3f}"
+    return floor.mean(), lo if lo == hi else f"{lo} to {hi}"
