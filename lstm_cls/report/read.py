@@ -56,11 +56,7 @@ def find_runs(root: Path) -> list[Path]:
     the unfinished attempts a resumed sweep moved aside (`.incomplete/`: their job ran again). In a sweep
     folder, only its jobs: those sweep.json lists where it lists them, and never the folder itself (a run
     someone wrote into a sweep's root is not one of its jobs)."""
-    found = sorted(
-        p.parent.parent
-        for p in root.glob("**/.hydra/config.yaml")
-        if ".incomplete" not in p.parent.parent.relative_to(root).parts
-    )
+    found = sorted(_run_dirs(root))
     dirs = sweep_dirs(root)
     if dirs is not None:
         listed = {(root / d).resolve() for d in dirs}
@@ -72,9 +68,16 @@ def find_runs(root: Path) -> list[Path]:
 
 def not_jobs(root: Path, runs: list[Path]) -> list[Path]:
     """Run directories under root that are not jobs of the sweep there (`find_runs` leaves them out)."""
-    found = {p.parent.parent for p in root.glob("**/.hydra/config.yaml")}
-    found = {r for r in found if ".incomplete" not in r.relative_to(root).parts}
-    return sorted(found - set(runs))
+    return sorted(_run_dirs(root) - set(runs))
+
+
+def _run_dirs(root: Path) -> set[Path]:
+    """The directories under root holding .hydra/config.yaml, less those in `.incomplete/`."""
+    return {
+        p.parent.parent
+        for p in root.glob("**/.hydra/config.yaml")
+        if ".incomplete" not in p.parent.parent.relative_to(root).parts
+    }
 
 
 def sweep_dirs(root: Path) -> list[str] | None:
