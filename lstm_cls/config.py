@@ -15,7 +15,7 @@ from lstm_cls import UserError
 from lstm_cls.data import header
 
 NAN_RULES = ("ffill", "drop", "error")
-SCALES = ("standard", "robust", "none")  # data.scale (windows.SCALES: the same, beside the code applying it)
+SCALES = ("standard", "robust", "none")  # data.scale: the one list (lstm_cls.data.scaling applies them)
 LOSSES = ("ce", "bce", "mse")
 OUTPUTS = ("softmax", "tanh")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -74,13 +74,13 @@ def check_time_columns(
 
 def kept_steps(n: int, fraction: float) -> int:
     """How many of a group's `n` training steps `data.train_fraction` keeps (the latest ones): the nearest
-    whole step, rounded as `windows.split_bounds` rounds the split fractions. Here, torch-free, so that the
+    whole step, rounded as `data.windows.split_bounds` rounds split fractions. Here, torch-free, so that the
     settings check and the data module share one rule."""
     return min(n, int(round(n * fraction)))
 
 
 def _train_steps(length: int, val_fraction: float, test_fraction: float) -> int:
-    """Training steps of one series of `length` steps, cut as `windows.split_bounds` cuts it."""
+    """Training steps of one series of `length` steps, cut as `lstm_cls.data.windows.split_bounds` cuts it."""
     return length - int(round(length * val_fraction)) - int(round(length * test_fraction))
 
 

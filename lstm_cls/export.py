@@ -107,7 +107,7 @@ def raw_input_model(model: torch.nn.Module, info: dict[str, Any]) -> torch.nn.Mo
             self.register_buffer("std", std)
 
         def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-            x = (x - self.mean) / self.std  # the order of windows.scale_, so the same float32 results
+            x = (x - self.mean) / self.std  # as data.scaling.scale_: the same float32 results
             if clip is not None:
                 x = x.clamp(-clip, clip)
             # forward_at, not packing: neither exporter can pack (bidirectional sequence models are refused)
