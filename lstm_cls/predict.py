@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from lstm_cls import UserError, config
 from lstm_cls.cli import parse, refuse_data_settings, run, usage
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,9 @@ class Rows:
 
 def predict(cfg: Any) -> pd.DataFrame:
     """Write one row per window (or case) of `cfg.data.path`: its names, the predicted class, p_<class>."""
+    import numpy as np  # here, not at the top: a command's Ctrl-C handler comes first
+    import pandas as pd
+
     out = config.check_tool("predict", cfg)
     ckpt_path = cfg.ckpt_path
     import torch
@@ -114,6 +117,8 @@ def read(info: dict[str, Any], path: str, labelled: bool, dayfirst: bool | None 
     label one of the checkpoint's classes (else a UserError naming it). `dayfirst`: the file's date order,
     None for the checkpoint's.
     """
+    import numpy as np  # here, not at the top: a command's Ctrl-C handler comes first
+
     if info.get("kind") == "sequences":
         return read_cases(info, path, labelled, dayfirst)
     import torch
@@ -188,6 +193,7 @@ def read_cases(info: dict[str, Any], path: str, labelled: bool, dayfirst: bool |
     """A model trained on labelled sequences: every case of a .ts file (its 0-based number, its label in the
     file) or of a table of cases (its name, grouped as in training). labelled=True: each case's label must be
     one of the checkpoint's classes, a UserError naming any other."""
+    import numpy as np  # here, not at the top: a command's Ctrl-C handler comes first
     import torch
 
     from lstm_cls.data import uea

@@ -7,6 +7,8 @@ rewritten; a valid request works.
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -271,3 +273,26 @@ def test_ddp_where_a_process_dies_never_writes_completed(tmp_path):
     assert r.returncode != 0
     done = run / "metrics.json"
     assert not done.exists() or json.loads(done.read_text())["status"] != "completed"
+
+
+def test_ctrl_c_while_report_imports_pandas_exits_130_without_a_traceback(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    before = signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a terminal's Ctrl-C finds the command
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lstm_cls.report", str(tmp_path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, before)
+    maps, t0 = Path(f"/proc/{proc.pid}/maps"), time.time()
+    while "numpy" not in maps.read_text():  # pandas (numpy first) is what report imports for 1-2 s
+        assert proc.poll() is None and time.time() - t0 < 60, proc.communicate()[1][-2000:]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted" in err
