@@ -385,6 +385,8 @@ class LSTMClassifier(L.LightningModule):
 
         checkpoint["data_info"] = self.data_info
         checkpoint["lstm_cls_version"] = __version__
+        # which path took the steps: the two count their progress apart, so a resume must take the same one
+        checkpoint["train_path"] = "standard" if self.automatic_optimization else "block"
         # the next epoch's shuffling (and dropout) draws from torch's global generator: a resumed run must
         # draw what the uninterrupted one would have (a tensor: still loads with weights_only=True)
         checkpoint["torch_rng_state"] = torch.get_rng_state()

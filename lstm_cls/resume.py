@@ -170,23 +170,10 @@ def check_resume(
 
 
 def _training_path(ckpt: dict[str, Any]) -> str | None:
-    """ "block" or "standard": the path that took the checkpoint's optimizer steps, from Lightning's loop
-    counters (manual or automatic optimization); None before any step, or where they cannot be read."""
-    loop = ckpt.get("loops", {}).get("fit_loop", {}) if isinstance(ckpt.get("loops"), dict) else {}
-    try:
-        manual = loop["epoch_loop.manual_optimization.optim_step_progress"]["total"]["completed"]
-        automatic = loop["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"]["total"]
-    except (KeyError, TypeError):
-        return None
-    if isinstance(manual, int) and manual > 0:
-        return "block"
-    if (
-        isinstance(automatic, dict)
-        and isinstance(automatic.get("completed"), int)
-        and automatic["completed"] > 0
-    ):
-        return "standard"
-    return None
+    """ "block" or "standard": the path that saved the checkpoint (its own `train_path`, written by the
+    model); None for a checkpoint saved before lstm_cls recorded it."""
+    path = ckpt.get("train_path")
+    return path if path in ("block", "standard") else None
 
 
 def _close(a: dict[str, Any], b: dict[str, Any]) -> bool:
