@@ -1,4 +1,4 @@
-"""Hydra multiruns on Hydra's launchers and sweepers (joblib, submitit_local, Optuna) and the sweep report.
+"""Hydra multiruns on Hydra's launchers and sweepers (joblib, submitit_local, Optuna) and the sweep report."""
 
 import json
 from pathlib import Path
