@@ -1,8 +1,8 @@
 """The sweep report reads what is there: unreadable jobs are skipped one line each, and settings that are
 not numbers (strings, booleans, lists) are tabled and plotted as categories.
 
-The sweeps here are written by hand, in the layout a real job leaves (.hydra/config.yaml and
-overrides.yaml, metrics.json, metrics.csv), so no model is trained.
+The sweeps here are written by hand (tests/helpers.py), in the layout a real job leaves, so no model is
+trained.
 """
 
 from __future__ import annotations
@@ -12,77 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
 from lstm_cls.report import main
 
 from .conftest import run_cli
+from .helpers import fake_sweep, grid
 
-BASE = {
-    "seed": 1,
-    "data": {"batch_size": 32, "window": 8, "features": None},
-    "model": {
-        "hidden": 8,
-        "lr": 0.001,
-        "optimizer": "adam",
-        "bidirectional": False,
-        "class_weights": "none",
-    },
-    "trainer": {"max_epochs": 3},
-}
 FIGURES = ("learning_curves.png", "gap.png", "test_acc.png")
-
-
-def fake_job(sweep: Path, n: int, overrides: list[str], epochs: int = 3) -> Path:
-    """A finished job as training leaves it: its config, what was typed, final and per-epoch metrics."""
-    run = sweep / str(n)
-    (run / ".hydra").mkdir(parents=True)
-    typed = [f"trainer.max_epochs={epochs}", *overrides]
-    cfg = OmegaConf.merge(BASE, OmegaConf.from_dotlist(typed))
-    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
-    OmegaConf.save(OmegaConf.create(typed), run / ".hydra" / "overrides.yaml")
-    # per epoch the CSV logger writes a validation row, then a training row; the test row comes last
-    lines = ["gap/acc,gap/loss,step,test/acc,test/loss,train/acc,train/loss,val/acc,val/loss"]
-    for e in range(1, epochs + 1):
-        val_loss = 0.7 - 0.05 * e + 0.01 * n
-        lines.append(f",,{e},,,,,{0.5 + 0.02 * e},{val_loss}")
-        lines.append(f"{0.01 * e + 0.01 * n},{0.02 * e},{e},,,{0.55 + 0.03 * e},{0.65 - 0.06 * e},,")
-    lines.append(f",,{epochs},{0.6 + 0.01 * n},0.6,,,,")
-    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
-    metrics = {
-        "status": "completed",
-        **{"train/loss": 0.4, "train/acc": 0.7, "val/loss": 0.55, "val/acc": 0.56},
-        **{"test/loss": 0.6, "test/acc": 0.6 + 0.01 * n, "test/f1": 0.5},
-        "best_epoch": epochs,
-        "epochs": epochs,
-        "fit_seconds": 1.5,
-    }
-    (run / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return run
-
-
-def fake_sweep(sweep: Path, *grid: list[str]) -> list[Path]:
-    """One job per entry of the grid, numbered 0, 1, ... as Hydra numbers them."""
-    return [fake_job(sweep, n, overrides) for n, overrides in enumerate(grid)]
-
-
-def grid_of(a: str, b: str) -> list[list[str]]:
-    """`key=x,y` by `key=u,v`, the first key varying slowest (as Hydra's basic sweeper orders jobs)."""
-    (ka, va), (kb, vb) = a.split("=", 1), b.split("=", 1)
-    return [[f"{ka}={x}", f"{kb}={y}"] for x in split(va) for y in split(vb)]
-
-
-def split(values: str) -> list[str]:
-    """Hydra's choice list: commas outside brackets separate the values."""
-    out, depth, cur = [], 0, ""
-    for ch in values:
-        depth += (ch == "[") - (ch == "]")
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    return [*out, cur]
 
 
 @pytest.fixture
@@ -116,7 +52,7 @@ def report(sweep: Path, capsys) -> tuple[list[str], str]:
 
 def test_a_corrupt_metrics_json_is_one_line_and_the_rest_is_reported(tmp_path):
     sweep = tmp_path / "s"
-    fake_sweep(sweep, *grid_of("model.hidden=4,8", "data.batch_size=16,64"))
+    fake_sweep(sweep, *grid("model.hidden=4,8", "data.batch_size=16,64"))
     (sweep / "2" / "metrics.json").write_text('{"status": ')
     r = run_cli(str(sweep), module="lstm_cls.report")
     assert r.returncode == 0, r.stderr
@@ -194,7 +130,7 @@ def test_a_corrupt_metrics_csv_keeps_the_row_without_its_learning_curve(tmp_path
 
 def test_a_sweep_over_a_string_setting_is_tabled_and_plotted_by_category(tmp_path, axes):
     sweep = tmp_path / "s"
-    fake_sweep(sweep, *grid_of("model.optimizer=sgd,adam", "model.hidden=4,8"))
+    fake_sweep(sweep, *grid("model.optimizer=sgd,adam", "model.hidden=4,8"))
     r = run_cli(str(sweep), module="lstm_cls.report")
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr == ""
@@ -215,7 +151,7 @@ def test_a_sweep_over_a_string_setting_is_tabled_and_plotted_by_category(tmp_pat
 
 def test_a_sweep_over_a_boolean_setting_is_tabled_and_plotted_by_category(tmp_path, capsys, axes):
     sweep = tmp_path / "s"
-    fake_sweep(sweep, *grid_of("model.bidirectional=true,false", "seed=1,2"))
+    fake_sweep(sweep, *grid("model.bidirectional=true,false", "seed=1,2"))
     err, out = report(sweep, capsys)
     assert err == [] and "4 jobs: {'completed': 4}" in out
     table = pd.read_csv(sweep / "summary.csv")
@@ -227,7 +163,7 @@ def test_a_sweep_over_a_boolean_setting_is_tabled_and_plotted_by_category(tmp_pa
 
 def test_list_and_mixed_settings_become_readable_keys(tmp_path, capsys, axes):
     sweep = tmp_path / "s"
-    fake_sweep(sweep, *grid_of("data.features=[a,b],[a]", "model.class_weights=none,[1.0,2.5]"))
+    fake_sweep(sweep, *grid("data.features=[a,b],[a]", "model.class_weights=none,[1.0,2.5]"))
     err, _ = report(sweep, capsys)
     assert err == []
     table = pd.read_csv(sweep / "summary.csv")
@@ -255,7 +191,7 @@ def test_a_sweep_with_no_readable_job_is_one_error_line(tmp_path):
 
 def test_a_null_setting_beside_strings_shows_as_none_and_mixed_types_as_categories(tmp_path, capsys, axes):
     sweep = tmp_path / "s"
-    fake_sweep(sweep, *grid_of("model.class_weights=null,balanced", "trainer.precision=32,bf16-mixed"))
+    fake_sweep(sweep, *grid("model.class_weights=null,balanced", "trainer.precision=32,bf16-mixed"))
     err, _ = report(sweep, capsys)
     assert err == []
     md = (sweep / "summary.md").read_text()

@@ -1,13 +1,13 @@
 """The sweep report as a study: remedies, learning curve over the training size, weight norms, figures linked
 from summary.md, the majority baseline, spread over seeds only, and the sweep's timing in the header.
 
-Like test_report_faults, the sweeps are written by hand in the layout a real job leaves, so no model is
-trained; each job's numbers are chosen from its settings so that the tests can say what must be drawn.
+Like test_report_faults, the sweeps are written by hand (tests/helpers.write_job) in the layout a real job
+leaves, so no model is trained; each job's numbers are chosen from its settings so that the tests can say what
+must be drawn.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -27,16 +27,10 @@ from lstm_cls.report.outputs import Outputs
 from lstm_cls.report.timing import duration
 from lstm_cls.report.timing import multirun_jobs_at_once as jobs_at_once
 
-from .test_report_faults import BASE, split
+from .helpers import BASE, grid, write_job
 
 EPOCHS = 3
 NORM_SCALE = {"norm/lstm": 1.0, "norm/fc1": 0.5, "norm/fc2": 0.25}
-
-
-def grid(*axes: str) -> list[list[str]]:
-    """Every combination of `key=a,b,...` choices, the first key varying slowest (as Hydra orders jobs)."""
-    choices = [[f"{key}={v}" for v in split(values)] for key, values in (a.split("=", 1) for a in axes)]
-    return [list(c) for c in itertools.product(*choices)]
 
 
 def settings(overrides: list[str]) -> dict:
@@ -47,16 +41,12 @@ def job(sweep: Path, n: int, overrides: list[str], norms: bool = False, **metric
     """A finished job: its composed config and typed overrides, metrics.json (defaults, then `metrics`;
     `gap` is the final train - val accuracy of metrics.csv) and metrics.csv, with norm/* columns if asked
     (growing with the epoch, scaled by the job's `norm` metric)."""
-    run = sweep / str(n)
-    (run / ".hydra").mkdir(parents=True)
     typed = [f"trainer.max_epochs={EPOCHS}", *overrides]
     cfg = OmegaConf.merge(BASE, OmegaConf.from_dotlist([o for o in typed if not o.startswith("callbacks=")]))
     # a callbacks group choice composes to one node per callback
     cfg.callbacks = {"model_checkpoint": {"monitor": "val/loss"}}
     if any(o.startswith("callbacks=") and "early_stopping" in o for o in typed):
         cfg.callbacks.early_stopping = {"monitor": "val/loss", "patience": 2}
-    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
-    OmegaConf.save(OmegaConf.create(typed), run / ".hydra" / "overrides.yaml")
     m = {
         "status": "completed",
         **{"train/loss": 0.4, "train/acc": 0.7, "val/loss": 0.55, "val/acc": 0.6},
@@ -78,9 +68,7 @@ def job(sweep: Path, n: int, overrides: list[str], norms: bool = False, **metric
         lines.append(
             ",".join([f"{gap * e / EPOCHS}", str(e), "0.7", f"{0.65 - 0.06 * e}", "", "", *norm_values])
         )
-    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
-    (run / "metrics.json").write_text(json.dumps(m, indent=2) + "\n")
-    return run
+    return write_job(sweep / str(n), cfg, typed, lines, m)
 
 
 def sweep_of(sweep: Path, overrides: list[list[str]], values: Callable[[dict], dict] | None = None, **kw):

@@ -19,7 +19,7 @@ from lstm_cls.report.outputs import RECORD
 from lstm_cls.report.read import find_runs
 
 from .conftest import CONF, TINY, run_cli
-from .test_report_faults import fake_sweep
+from .helpers import fake_sweep
 
 JOBS = [["model.hidden=4"], ["model.hidden=8"]]
 STATE = json.dumps({"overrides": JOBS, "dirs": ["0", "1"]})
