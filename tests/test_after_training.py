@@ -12,25 +12,7 @@ from lstm_cls.model import LSTMClassifier
 from lstm_cls.train import train
 
 from .conftest import run_cli
-
-
-def table(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frames = []
-    for g in ("north", "south"):
-        a = rng.normal(size=n)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "site": g,
-                    "day": pd.date_range("2021-01-01", periods=n).strftime("%d-%m-%Y"),
-                    "a": a,
-                    "b": rng.normal(size=n),
-                    "rain": np.where(a + rng.normal(size=n) > 0, "Yes", "No"),
-                }
-            )
-        )
-    return pd.concat(frames).sample(frac=1, random_state=seed)  # shuffled rows: time and group sort them
+from .helpers import site_table
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +20,8 @@ def trained(tmp_path_factory) -> Path:
     from .conftest import compose_cfg
 
     tmp = tmp_path_factory.mktemp("trained")
-    table(150, 0).to_csv(tmp / "train.csv", index=False)
-    table(30, 3).to_csv(tmp / "test.csv", index=False)  # the run's test set: a whole file
+    site_table(150, 0, shuffled=True).to_csv(tmp / "train.csv", index=False)
+    site_table(30, 3, shuffled=True).to_csv(tmp / "test.csv", index=False)  # the run's test set: a whole file
     cfg = compose_cfg(
         f"run_dir={tmp / 'run'}",
         "data=csv",
@@ -58,7 +40,7 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_predict_a_file_of_another_length(trained, tmp_path):
-    new = table(40, 1)
+    new = site_table(40, 1, shuffled=True)
     new.drop(columns="rain").to_csv(tmp_path / "new.csv", index=False)
     r = run_cli(
         f"ckpt_path={trained / 'run/checkpoints/best.ckpt'}",
@@ -86,7 +68,7 @@ def test_predict_a_file_of_another_length(trained, tmp_path):
 
 def test_predict_errors(trained, tmp_path):
     ckpt = f"ckpt_path={trained / 'run/checkpoints/best.ckpt'}"
-    table(20, 2).drop(columns="b").to_csv(tmp_path / "nob.csv", index=False)
+    site_table(20, 2, shuffled=True).drop(columns="b").to_csv(tmp_path / "nob.csv", index=False)
     r = run_cli(
         ckpt, f"data.path={tmp_path / 'nob.csv'}", f"output={tmp_path / 'p.csv'}", module="lstm_cls.predict"
     )

@@ -24,6 +24,7 @@ import torch
 from lstm_cls import UserError
 
 from .conftest import TINY, compose_cfg, run_cli
+from .helpers import updown_table
 
 WINDOW = 5
 
@@ -35,12 +36,6 @@ def digest(path: Path) -> str:
 def files(folder: Path) -> dict[Path, str]:
     """Every file under `folder` and its checksum."""
     return {p: digest(p) for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def table(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    a = rng.normal(size=n)
-    return pd.DataFrame({"a": a, "b": rng.normal(size=n), "label": np.where(a > 0, "up", "down")})
 
 
 def csv_args(data: Path, *more: str) -> list[str]:
@@ -63,7 +58,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lstm_cls.train import train
 
     tmp = tmp_path_factory.mktemp("trained")
-    table(200, 0).to_csv(tmp / "train.csv", index=False)
+    updown_table(200, 0).to_csv(tmp / "train.csv", index=False)
     train(compose_cfg(f"run_dir={tmp / 'run'}", *csv_args(tmp / "train.csv")))
     return tmp / "run"
 

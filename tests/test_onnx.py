@@ -18,6 +18,7 @@ from lstm_cls.backbone import LSTMBackbone, load_backbone
 from lstm_cls.export import export
 
 from .conftest import ROOT, compose_cfg, run_cli
+from .helpers import site_table
 
 # the README's example, exactly as printed there; MODEL and DATA are replaced by a test's own files
 README_SNIPPET = """\
@@ -45,27 +46,8 @@ def test_the_readme_shows_this_very_snippet() -> None:
     assert README_SNIPPET in blocks  # the README and the snippet the next test runs cannot drift apart
 
 
+CENTRE = (0.3, -2.0)  # the site tables' a and b: b far from 0, so the centre matters
 CLIP = 1.5  # the trained model's data.clip: small, so that the raw test values below do get clipped
-
-
-def site_table(n: int, seed: int, sites: tuple[str, ...] = ("north", "south"), spread: float = 1.0):
-    """Daily rows of each site in time order: a, b (numbers) and rain (Yes/No, following a)."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for site in sites:
-        a = rng.normal(size=n) * spread + 0.3
-        frames.append(
-            pd.DataFrame(
-                {
-                    "site": site,
-                    "day": pd.date_range("2021-01-01", periods=n).strftime("%d-%m-%Y"),
-                    "a": a,
-                    "b": rng.normal(size=n) * spread - 2.0,  # far from 0: the centre matters
-                    "rain": np.where(a + rng.normal(size=n) > 0, "Yes", "No"),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
 
 
 def scaled(x: torch.Tensor, info: dict, clip: float | None) -> torch.Tensor:
@@ -93,7 +75,7 @@ def trained(tmp_path_factory) -> Path:
     from lstm_cls.train import train
 
     tmp = tmp_path_factory.mktemp("onnx")
-    site_table(150, 0).sample(frac=1, random_state=0).to_csv(tmp / "train.csv", index=False)
+    site_table(150, 0, centre=CENTRE).sample(frac=1, random_state=0).to_csv(tmp / "train.csv", index=False)
     cfg = compose_cfg(
         f"run_dir={tmp / 'run'}",
         "data=csv",
@@ -130,7 +112,7 @@ def test_the_readme_snippet_gives_predicts_probabilities_from_raw_values(trained
     out, r = exported
     assert r.returncode == 0, r.stderr[-3000:]
     # one site in time order, values spread three times wider than in training: many are clipped
-    site_table(40, 7, sites=("north",), spread=3.0).to_csv(tmp_path / "new.csv", index=False)
+    site_table(40, 7, sites=("north",), spread=3.0, centre=CENTRE).to_csv(tmp_path / "new.csv", index=False)
     p = run_cli(
         f"ckpt_path={trained}",
         f"data.path={tmp_path / 'new.csv'}",

@@ -12,14 +12,9 @@ import pytest
 from lstm_cls.evaluate import confusion_table
 
 from .conftest import TINY, compose_cfg, run_cli
+from .helpers import updown_table
 
 WINDOW, HORIZON = 5, 1
-
-
-def table(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    a = rng.normal(size=n)
-    return pd.DataFrame({"a": a, "b": rng.normal(size=n), "label": np.where(a > 0, "up", "down")})
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +22,7 @@ def model(tmp_path_factory) -> Path:
     """A tiny csv model, trained as a user would: `<tmp>/run/checkpoints/best.ckpt`, windows of 5 steps
     labelled 1 step later."""
     tmp = tmp_path_factory.mktemp("model")
-    table(200, 0).to_csv(tmp / "train.csv", index=False)
+    updown_table(200, 0).to_csv(tmp / "train.csv", index=False)
     r = run_cli(
         "data=csv",
         f"data.path={tmp / 'train.csv'}",
@@ -47,7 +42,7 @@ def model(tmp_path_factory) -> Path:
 def new_file(folder: Path, n: int = 80, seed: int = 1) -> Path:
     """A new labelled file of `n` rows; feature b is missing in its first row, which no rule can fill."""
     folder.mkdir(parents=True, exist_ok=True)
-    df = table(n, seed)
+    df = updown_table(n, seed)
     df.loc[0, "b"] = np.nan
     df.to_csv(path := folder / "new.csv", index=False)
     return path
@@ -143,7 +138,7 @@ def test_a_setting_that_comes_from_the_checkpoint_is_refused(model, tmp_path, to
 def test_a_label_the_model_never_saw_is_named(model, tmp_path):
     run = model.parent.parent
     before = set((run / "evaluations").glob("*")) if (run / "evaluations").exists() else set()
-    df = table(40, 4)
+    df = updown_table(40, 4)
     df.loc[7, "label"] = "sideways"
     df.to_csv(p := tmp_path / "odd.csv", index=False)
     r = run_cli(f"ckpt_path={model}", f"data.path={p}", cwd=tmp_path, module="lstm_cls.evaluate")
