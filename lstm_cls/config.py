@@ -13,6 +13,7 @@ from typing import Any
 
 from lstm_cls import UserError
 from lstm_cls.data import header
+from lstm_cls.data.splits import fraction_keeping, kept_steps, split_bounds
 
 NAN_RULES = ("ffill", "drop", "error")
 SCALES = ("standard", "robust", "none")  # data.scale: the one list (lstm_cls.data.scaling applies them)
@@ -72,18 +73,6 @@ def check_time_columns(
             raise UserError(f"data.time and {key} both name column {name!r}; each needs its own column")
 
 
-def kept_steps(n: int, fraction: float) -> int:
-    """How many of a group's `n` training steps `data.train_fraction` keeps (the latest ones): the nearest
-    whole step, rounded as `data.windows.split_bounds` rounds split fractions. Here, torch-free, so that the
-    settings check and the data module share one rule."""
-    return min(n, int(round(n * fraction)))
-
-
-def _train_steps(length: int, val_fraction: float, test_fraction: float) -> int:
-    """Training steps of one series of `length` steps, cut as `lstm_cls.data.windows.split_bounds` cuts it."""
-    return length - int(round(length * val_fraction)) - int(round(length * test_fraction))
-
-
 def _problems_train_fraction(d: Mapping[str, Any], fractions_ok: bool, problems: list[str]) -> None:
     """data.train_fraction: (0, 1], windowed series only, and (data=synthetic, whose length is known before
     any data is made) at least one training window left."""
@@ -107,13 +96,13 @@ def _problems_train_fraction(d: Mapping[str, Any], fractions_ok: bool, problems:
     length, window, horizon = d.length, d.get("window", 1), d.get("horizon", 0)
     if not all(_int(v) and v >= 0 for v in (length, window, horizon)):
         return  # reported on their own
-    n = _train_steps(length, d.val_fraction, d.test_fraction)
+    n = split_bounds(0, length, d.val_fraction, d.test_fraction)["train"][1]  # as the data module cuts it
     need = window + horizon  # steps one window and its label take
     if n >= need > kept_steps(n, f):
         problems.append(
             f"data.train_fraction={f} keeps {kept_steps(n, f)} of the {n} training steps, fewer than "
             f"data.window={window} + data.horizon={horizon}: no training window is left; use "
-            f"data.train_fraction >= {math.ceil(need / n * 1000) / 1000}"  # rounded up: enough
+            f"data.train_fraction >= {fraction_keeping(need, n)}"
         )
 
 
@@ -265,6 +254,26 @@ def _check_ts_files(d: Mapping[str, Any]) -> None:
             raise UserError(f"data.{key}: no such file: {value}")
 
 
+WINDOWING = Path(__file__).resolve().parents[1] / "conf" / "data" / "_windows.yaml"  # window, stride, horizon
+
+
+def _check_whole_cases(d: Mapping[str, Any]) -> None:
+    """data.case reads each case whole, as one sequence: the keys of long series and their windows do not
+    apply. A window, stride or horizon is given where it differs from conf/data/_windows.yaml's, the values
+    every table source is composed with; refused, not dropped without a word."""
+    if d.get("group") or d.get("val_path"):
+        raise UserError("data.case: a case is a whole sequence: data.group and data.val_path do not apply")
+    from omegaconf import OmegaConf
+
+    windowing = OmegaConf.load(WINDOWING)
+    given = [f"data.{k}={d[k]}" for k in ("window", "stride", "horizon") if k in d and d[k] != windowing[k]]
+    if given:
+        raise UserError(
+            f"data.case: a case is a whole sequence: {' and '.join(given)} "
+            f"{'does' if len(given) == 1 else 'do'} not apply (leave the windowing keys out)"
+        )
+
+
 SWEEP_RESUME = ("auto", "force")  # lstm_cls.sweeps.RESUME: how a rerun into a sweep's folder resumes it
 
 
@@ -351,10 +360,8 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
             raise UserError("data.test_path is not set: pass the TEST .ts file beside data.path=X_TRAIN.ts")
         _check_ts_files(d)
     elif "path" in d:  # a table source: its files must exist before anything is built
-        if d.get("case") and (d.get("group") or d.get("val_path")):
-            raise UserError(
-                "data.case: a case is a whole sequence: data.group and data.val_path do not apply"
-            )
+        if d.get("case"):
+            _check_whole_cases(d)
         if not d.path:
             raise UserError(f"data.path is not set: {d.get('hint') or 'pass data.path=FILE'}")
         if not d.get("target"):

@@ -158,7 +158,8 @@ class CaseTableDataModule(SequenceDataModule):
         test_fraction: float = 0.175,
         **kwargs: Any,
     ) -> None:
-        # the window keys (window, stride, horizon) do not apply to whole cases
+        # the window keys (window, stride, horizon) do not apply to whole cases: config.check refuses any
+        # value but conf/data/_windows.yaml's, which every table source is composed with, so none is lost
         keep = ("batch_size", "num_workers", "block", "eval_batch_size", "val_fraction", "seed", "stats")
         keep += ("scale", "clip")
         super().__init__(path=path, test_path=test_path, **{k: v for k, v in kwargs.items() if k in keep})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -21,6 +20,7 @@ from lstm_cls.data.batches import loader
 from lstm_cls.data.header import as_names
 from lstm_cls.data.scaling import fit_scaler, scale_
 from lstm_cls.data.series import Series, concat, group_lengths, synthetic
+from lstm_cls.data.splits import fraction_keeping
 from lstm_cls.data.windows import SPLITS, WindowSet, latest_part, make_splits, split_segments
 
 log = logging.getLogger(__name__)
@@ -176,11 +176,7 @@ class WindowDataModule(BatchedDataModule):
                 f"data.train_fraction={self.train_fraction} leaves no training window: every window of the "
                 f"kept training steps lacks its label or holds a missing value (data.nan={self.nan})"
             )
-        hint = (
-            f"; use data.train_fraction >= {math.ceil(need / longest * 1000) / 1000}"
-            if longest >= need
-            else ""
-        )
+        hint = f"; use data.train_fraction >= {fraction_keeping(need, longest)}" if longest >= need else ""
         raise UserError(
             f"data.train_fraction={self.train_fraction} leaves no training window: the longest kept training "
             f"part has {longest_kept} of {longest} steps, fewer than data.window={self.window} + "

@@ -11,21 +11,10 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import Dataset
 
-from lstm_cls.config import kept_steps
 from lstm_cls.data.series import Series
+from lstm_cls.data.splits import kept_steps, split_bounds
 
 SPLITS = ("train", "val", "test")
-
-
-def split_bounds(
-    start: int, end: int, val_fraction: float, test_fraction: float
-) -> dict[str, tuple[int, int]]:
-    """Cut the steps [start, end) of one series chronologically: train, then val, then test."""
-    n = end - start
-    n_test = int(round(n * test_fraction))
-    n_val = int(round(n * val_fraction))
-    a, b = start + n - n_val - n_test, start + n - n_test
-    return {"train": (start, a), "val": (a, b), "test": (b, end)}
 
 
 def window_starts(start: int, end: int, window: int, stride: int = 1, horizon: int = 0) -> torch.Tensor:
