@@ -19,6 +19,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lstm_cls import metrics as run_metrics
 from lstm_cls.checkpoints import write_json_atomic
 from lstm_cls.resume import carry_over
 
@@ -220,22 +221,24 @@ def write_runs(
         model.load_state_dict(tested["state_dict"])
         tester.test(model, datamodule=dm, verbose=False)
         test = dict(model.epoch_metrics.get("test", {}))
-        metrics = dict(long_metrics)
-        metrics.update({k: snap["train"].get(k) for k in ("train/loss", "train/acc")})
-        metrics.update({k: snap["val"].get(k) for k in ("val/loss", "val/acc")})
-        metrics["val/best_loss"] = snap["best_score"] if snap["best"] else snap["val"].get("val/loss")
-        metrics.update({f"test/{k}": test.get(f"test/{k}") for k in ("loss", "acc", "f1", "auroc")})
-        if long_metrics.get("test/auroc") is None and "test/auroc_undefined" in long_metrics:
-            metrics["test/auroc"] = None  # the same test split misses the same class
-        metrics["best_epoch"] = tested["epoch"] + 1 if snap["best"] else snap["epochs"]
-        metrics["best_checkpoint"] = snap["chosen"]
-        metrics["epochs"] = snap["epochs"]
-        metrics["global_step"] = snap["global_step"]
-        metrics["fit_seconds"] = round(snap["fit_seconds"], 3)
-        if model.first_step_at:
-            metrics["train_seconds"] = round(snap["wall"] - model.first_step_at - snap["val_seconds"], 3)
-        metrics["test_seconds"] = round(model.seconds["test"] - before, 3)
-        metrics["derived_from"] = long_run.name  # the job that trained these epochs (same sweep folder)
+        metrics = run_metrics.derived(
+            long_metrics,
+            run_metrics.scores(
+                snap["train"], snap["val"], test, snap["best_score"] if snap["best"] else None
+            ),
+            {
+                "fit_seconds": snap["fit_seconds"],
+                "train_seconds": snap["wall"] - model.first_step_at - snap["val_seconds"]
+                if model.first_step_at
+                else long_metrics.get("train_seconds"),
+                "test_seconds": model.seconds["test"] - before,
+            },
+            best_epoch=tested["epoch"] + 1 if snap["best"] else snap["epochs"],
+            best_checkpoint=snap["chosen"],
+            epochs=snap["epochs"],
+            global_step=snap["global_step"],
+            derived_from=long_run.name,  # the job that trained these epochs (same sweep folder)
+        )
         csv_rows(long_run / "metrics.csv", snap["epochs"], test, run / "metrics.csv")
         for name in ("hparams.yaml", "provenance.json"):
             if (long_run / name).exists():
@@ -246,6 +249,6 @@ def write_runs(
         )
         if tensorboard and epochs in tensorboard:
             tensorboard_end(tensorboard[epochs], cfg, model, metrics)
-        write_json_atomic(run / "metrics.json", metrics)
+        write_json_atomic(run / run_metrics.FILE, metrics)
         written.append((run, metrics))
     return written

@@ -29,7 +29,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from lstm_cls import UserError
+from lstm_cls import UserError, metrics
 from lstm_cls.checkpoints import write_json_atomic
 from lstm_cls.config import PARALLEL_LAUNCHERS
 
@@ -50,25 +50,24 @@ def completed(run: Path, strict: bool = False) -> bool:
 
     `strict`: a metrics.json that is not what training writes (not JSON, not an object, a status that is
     not a word) is a UserError naming the file and the field, not "unfinished" (the sweeper's reading)."""
-    f = run / "metrics.json"
     try:
-        m = json.loads(f.read_text())
-    except FileNotFoundError:
-        return False
-    except (OSError, ValueError) as e:
-        if strict:
-            raise UserError(f"{f} cannot be read ({e}); move it away to train this job again") from None
-        return False
-    if not isinstance(m, dict) or not isinstance(m.get("status", ""), str):
-        if strict:
-            what = (
-                f"status is {m['status']!r}, not a word"
-                if isinstance(m, dict)
-                else f"the whole file is {json_kind(m)}, not a JSON object"
-            )
-            raise UserError(f"{f}: {what} (training writes neither); move it away to train this job again")
-        return False
-    return m.get("status") == "completed"
+        m = metrics.read(run)
+    except metrics.Unfit as e:
+        if not strict:
+            return False
+        f = run / metrics.FILE
+        if e.cause:
+            raise UserError(f"{f} cannot be read ({e.cause}); move it away to train this job again") from None
+        m = e.content
+        what = (
+            f"status is {m['status']!r}, not a word"
+            if isinstance(m, dict)
+            else f"the whole file is {json_kind(m)}, not a JSON object"
+        )
+        raise UserError(
+            f"{f}: {what} (training writes neither); move it away to train this job again"
+        ) from None
+    return m is not None and m.get("status") == "completed"
 
 
 def json_kind(value: Any) -> str:
@@ -231,16 +230,23 @@ def nest_blocker(cfg: DictConfig) -> str | None:
     return None
 
 
+def parse_override(override: str) -> tuple[str, str]:
+    """The setting an override sets, without its +/++/~ prefix, and its value as typed ("" for a deletion,
+    `~key`): `+trainer.max_epochs=5` sets trainer.max_epochs to "5"."""
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
 def override_key(override: str) -> str:
-    """The setting an override sets, without its +/++/~ prefix: `+trainer.max_epochs=5` sets max_epochs."""
-    return override.partition("=")[0].lstrip("+~")
+    """`parse_override`'s key alone."""
+    return parse_override(override)[0]
 
 
 def setting(job: list[str], key: str, base: DictConfig) -> Any:
     """A setting's value for a job: from its overrides (the sweep's values), else the sweep's own config."""
     for o in reversed(job):
-        if override_key(o) == key:
-            v = o.partition("=")[2]
+        k, v = parse_override(o)
+        if k == key:
             try:
                 return float(v)
             except ValueError:

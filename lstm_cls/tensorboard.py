@@ -22,7 +22,11 @@ if TYPE_CHECKING:
     import lightning as L
     from hydra.core.override_parser.types import Override
 
-# a swept setting's name in a job's label: short, so that a run's name fits TensorBoard's run list
+    from lstm_cls.metrics import RunMetrics
+
+# a swept setting's name in a job's label: short, so that a run's name fits TensorBoard's run list. Not
+# the report's column names (report.read.KNOWN: batch_size, max_epochs): both are what users see, in
+# tb/<label> folders and summary.csv, so each keeps its own
 SHORT = {
     "model.hidden": "hidden",
     "data.batch_size": "batch",
@@ -221,7 +225,9 @@ def run_hparams(cfg: DictConfig, hydra_cfg: DictConfig | None = None) -> dict[st
     }
 
 
-def log_to_tensorboard(trainer: L.Trainer, cfg: DictConfig, model: L.LightningModule, metrics: dict) -> None:
+def log_to_tensorboard(
+    trainer: L.Trainer, cfg: DictConfig, model: L.LightningModule, metrics: RunMetrics
+) -> None:
     """HParams tab (the run's settings and its final metrics) and the test confusion matrix."""
     import lightning as L
 
@@ -235,7 +241,7 @@ def write_final(
     log_dir: str | Path,
     cfg: DictConfig,
     model: L.LightningModule,
-    metrics: dict,
+    metrics: RunMetrics,
     hydra_cfg: DictConfig | None = None,
 ) -> None:
     """The end of a run in TensorBoard: final scalars, the confusion matrix, the HParams entry.

@@ -16,6 +16,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_cls import STARTED, UserError, config, rundir
+from lstm_cls import metrics as run_metrics
 from lstm_cls.checkpoints import write_json_atomic
 from lstm_cls.entry import cli, in_multirun, rank_zero, run_task
 from lstm_cls.tensorboard import log_to_tensorboard, register_resolver
@@ -259,42 +260,41 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     chosen = best_checkpoint(best, watcher, validated=bool(model.epoch_metrics.get("val")))
     em = model.epoch_metrics
-    train_m, val_m, test_m = em.get("train", {}), em.get("val", {}), em.get("test", {})
-    metrics: dict[str, Any] = {
-        "status": "completed",
-        **{k: train_m.get(k) for k in ("train/loss", "train/acc")},
-        **{k: val_m.get(k) for k in ("val/loss", "val/acc")},
-        # the lowest validation loss (that of the best checkpoint): what a sweeper should minimise
-        "val/best_loss": float(watcher.best_model_score) if best else val_m.get("val/loss"),
-        **{f"test/{k}": test_m.get(f"test/{k}") for k in ("loss", "acc", "f1", "auroc")},
-        # the floor any model must beat: always predict the training majority class
-        "test/majority_acc": float((dm.sets["test"].labels() == shares.argmax()).float().mean()),
-        **{f"classes/{s}/{c}": k for s, per in counts.items() for c, k in per.items()},
-        "best_epoch": best_epoch,
-        "best_checkpoint": chosen,
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
-        "train_path": "standard" if reasons else "block",
-        "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        **{f"windows/{s}": len(w) for s, w in dm.sets.items()},
-        "fit_seconds": round(fit_seconds, 3),
-        # first training step to the end of fitting, less the validation passes (set-up is start-up's);
-        # the test pass; and command start to the first training step
-        "train_seconds": round(fit_end - model.first_step_at - model.seconds["val"], 3)
-        if model.first_step_at
-        else None,
-        "test_seconds": round(model.seconds["test"], 3),
-        "startup_seconds": round(model.first_step_at - JOB_STARTED[0], 3) if model.first_step_at else None,
-        "threads": torch.get_num_threads(),  # what this run trained with: one per job in a sweep
-        "world_size": trainer.world_size,
-    }
-    if absent["test"]:  # AUROC of a class without positives is undefined: never torchmetrics' 0.0 for it
-        metrics["test/auroc"] = None
-        metrics["test/auroc_undefined"] = f"no test window of class {', '.join(absent['test'])}"
+    ended = run_metrics.scores(
+        em.get("train", {}),
+        em.get("val", {}),
+        em.get("test", {}),
+        float(watcher.best_model_score) if best else None,
+    )
+    metrics = run_metrics.completed(
+        ended,
+        majority_acc=float((dm.sets["test"].labels() == shares.argmax()).float().mean()),
+        classes=counts,
+        best_epoch=best_epoch,
+        best_checkpoint=chosen,
+        epochs=trainer.current_epoch,
+        global_step=trainer.global_step,
+        train_path="standard" if reasons else "block",
+        params_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        windows={s: len(w) for s, w in dm.sets.items()},
+        seconds={
+            "fit_seconds": fit_seconds,
+            # first training step to the end of fitting, less the validation passes (set-up is start-up's);
+            # the test pass; and command start to the first training step
+            "train_seconds": fit_end - model.first_step_at - model.seconds["val"]
+            if model.first_step_at
+            else None,
+            "test_seconds": model.seconds["test"],
+            "startup_seconds": model.first_step_at - JOB_STARTED[0] if model.first_step_at else None,
+        },
+        threads=torch.get_num_threads(),  # what this run trained with: one per job in a sweep
+        world_size=trainer.world_size,
+        no_test_window=absent["test"],
+    )
     if trainer.world_size > 1:
         trainer.strategy.barrier("metrics")  # "completed" only once every process got here
     if trainer.is_global_zero:  # under DDP, the metrics were reduced over every process already
-        write_json_atomic(run_dir / "metrics.json", metrics)
+        write_json_atomic(run_dir / run_metrics.FILE, metrics)
         log_to_tensorboard(trainer, cfg, model, metrics)
         log.info("metrics: %s", json.dumps(metrics))
         if multirun:
@@ -363,14 +363,11 @@ def interrupted(trainer: L.Trainer, model: L.LightningModule, run_dir: Path, why
     """Ctrl-C or SIGTERM: keep where training got to in last.ckpt, say so in metrics.json, exit 130 / 143."""
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(last)
-    metrics = {
-        "status": "interrupted",
-        **model.epoch_metrics.get("train", {}),
-        **{k: v for k, v in model.epoch_metrics.get("val", {}).items() if k in ("val/loss", "val/acc")},
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
-    }
-    write_json_atomic(run_dir / "metrics.json", metrics)
+    em = model.epoch_metrics
+    metrics = run_metrics.interrupted(
+        em.get("train", {}), em.get("val", {}), trainer.current_epoch, trainer.global_step
+    )
+    write_json_atomic(run_dir / run_metrics.FILE, metrics)
     print(
         f"interrupted ({why}) after {trainer.current_epoch} epochs; resume with ckpt_path={last}",
         file=sys.stderr,

@@ -15,10 +15,12 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lstm_cls import UserError, sweeps
+from lstm_cls import UserError, metrics, sweeps
+from lstm_cls.metrics import AT_END, OPTIONAL
 from lstm_cls.report.values import label, varies
 
-# always shown, under short names; other swept keys are added under their full name
+# always shown, under short names (summary.csv's columns; TensorBoard's run names use tensorboard.SHORT);
+# other swept keys are added under their full name
 KNOWN = {
     "model.hidden": "hidden",
     "data.batch_size": "batch_size",
@@ -26,9 +28,6 @@ KNOWN = {
     "seed": "seed",
     "model.lr": "lr",
 }
-AT_END = ["train/loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc", "test/f1"]
-# numbers newer runs write beside AT_END (older ones lack them): the majority-class floor, the training size
-OPTIONAL = ["test/majority_acc", "windows/train"]
 # the overfitting remedies a sweep may vary; early_stopping is read off the composed config (on/off)
 REMEDIES = ["model.dropout", "model.weight_decay", "early_stopping"]
 TRAIN_FRACTION = "data.train_fraction"
@@ -114,35 +113,26 @@ def _load_yaml(run: Path, name: str) -> DictConfig | ListConfig:
         raise cannot_read(name, e) from None
 
 
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def read_metrics(run: Path) -> dict | None:
     """metrics.json, checked: a JSON object with the keys its status implies, numbers where numbers go."""
-    f = run / "metrics.json"
-    if not f.is_file():
+    if not (run / metrics.FILE).is_file():
         return None
     try:
-        m = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise Unreadable(f"metrics.json is not valid JSON (line {e.lineno} column {e.colno})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise cannot_read("metrics.json", e) from None
-    if not isinstance(m, dict):
-        raise Unreadable(f"metrics.json is not a JSON object (it holds a {type(m).__name__})")
-    status = m.get("status", "completed")
-    if not isinstance(status, str):
-        raise Unreadable(f"metrics.json: status is {status!r}, not a word")
-    # an interrupted run writes only how far it got; a completed one writes every figure (some may be null)
-    need = ["epochs", *(["best_epoch", *AT_END] if status == "completed" else [])]
-    missing = [k for k in need if k not in m]
-    if missing:
-        raise Unreadable(f"metrics.json lacks {', '.join(missing)}")
-    numbers = [*need, "fit_seconds", *OPTIONAL]
-    bad = next((k for k in numbers if m.get(k) is not None and not is_number(m[k])), None)
-    if bad:
-        raise Unreadable(f"metrics.json: {bad} is {m[bad]!r}, not a number")
+        m = metrics.read(run)
+    except metrics.Unfit as e:
+        if isinstance(e.cause, json.JSONDecodeError):
+            where = f"line {e.cause.lineno} column {e.cause.colno}"
+            raise Unreadable(f"{metrics.FILE} is not valid JSON ({where})") from None
+        if e.cause:
+            raise cannot_read(metrics.FILE, e.cause) from None
+        if not isinstance(e.content, dict):
+            raise Unreadable(
+                f"{metrics.FILE} is not a JSON object (it holds a {type(e.content).__name__})"
+            ) from None
+        raise Unreadable(f"{metrics.FILE}: status is {e.content['status']!r}, not a word") from None
+    problem = metrics.problem(m)
+    if problem:
+        raise Unreadable(problem)
     return m
 
 
@@ -182,16 +172,16 @@ def read_job(run: Path) -> RunFiles:
         overrides = OmegaConf.to_container(_load_yaml(run, ".hydra/overrides.yaml")) or []
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise Unreadable(".hydra/overrides.yaml is not a list of key=value overrides")
-    metrics, error = read_metrics(run), None
-    if metrics is None and (run / "error.txt").is_file():
+    scores, error = read_metrics(run), None
+    if scores is None and (run / "error.txt").is_file():
         try:
             error = (run / "error.txt").read_text(errors="replace").strip()
         except OSError as e:
             raise cannot_read("error.txt", e) from None
     try:
-        return RunFiles(run, cfg, overrides, metrics, error, history(run))
+        return RunFiles(run, cfg, overrides, scores, error, history(run))
     except Unreadable as e:
-        return RunFiles(run, cfg, overrides, metrics, error, pd.DataFrame(), hist_problem=str(e))
+        return RunFiles(run, cfg, overrides, scores, error, pd.DataFrame(), hist_problem=str(e))
 
 
 def setting_keys(overrides: list[list[str]]) -> list[str]:
@@ -208,7 +198,7 @@ def setting_keys(overrides: list[list[str]]) -> list[str]:
 def job_row(job: RunFiles, keys: list[str]) -> dict:
     """A job's row: its settings, then what metrics.json and metrics.csv say."""
     # "~key" (a deletion) has no value
-    typed = {sweeps.override_key(o): o.partition("=")[2] for o in job.overrides}
+    typed = dict(map(sweeps.parse_override, job.overrides))
     row: dict = {"job": job.run.name}
     for k in keys:
         try:

@@ -15,7 +15,8 @@ import pandas as pd
 import yaml
 
 from lstm_cls import sweeps
-from lstm_cls.report.read import cannot_read, is_number
+from lstm_cls.metrics import is_number
+from lstm_cls.report.read import cannot_read
 from lstm_cls.report.values import numbers
 
 
