@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -108,3 +108,70 @@ def run(main: Callable[[list[str]], Any], help_text: str | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+PREDICTION_FILES = (".csv", ".parquet")
+
+
+def check_tool(tool: str, cfg: Mapping[str, Any]) -> Path:
+    """The arguments of `predict`, `evaluate` and `export` (after `cli.parse` rejected unknown keys);
+    returns the output path, which holds nothing yet: nothing a user made is overwritten.
+
+    Without `output=`, predict and evaluate write beside the checkpoint's run (`cli.run_folder`), never into
+    the current folder: `<run>/predictions/<file stem>.csv` and `<run>/evaluations/<file stem>.json`, with a
+    counter where the name is taken. export writes beside the checkpoint."""
+    ckpt = cfg.get("ckpt_path")
+    if not ckpt:
+        raise UserError("ckpt_path is not set: pass ckpt_path=<run>/checkpoints/best.ckpt")
+    if not Path(ckpt).is_file():
+        what = "is a directory, not a checkpoint file" if Path(ckpt).is_dir() else "no such file"
+        raise UserError(f"ckpt_path: {what}: {ckpt}")
+    problems = []
+    for key in ("batch_size", "threads"):
+        if key in cfg and not (_count(cfg[key]) and cfg[key] > 0):
+            problems.append(f"{key} must be a positive integer (got {cfg[key]!r})")
+    if tool == "export" and cfg.get("format") not in EXPORT_FORMATS:
+        problems.append(f"format must be one of {', '.join(EXPORT_FORMATS)} (got {cfg.get('format')!r})")
+    output = str(cfg.get("output") or "")
+    if tool == "predict" and output and not output.lower().endswith(PREDICTION_FILES):
+        problems.append(f"output must end in .csv or .parquet (got {output!r})")
+    if tool == "evaluate" and output and not output.lower().endswith(".json"):
+        problems.append(f"output must end in .json (got {output!r})")
+    scoring = tool in ("predict", "evaluate")  # they read a data file with the checkpoint's settings
+    if scoring and cfg["data"].get("dayfirst") not in (None, True, False):
+        problems.append(f"data.dayfirst must be true, false or null (got {cfg['data']['dayfirst']!r})")
+    if problems:
+        raise UserError("; ".join(problems))
+    if tool == "export" and not output:  # beside the checkpoint
+        output = str(Path(ckpt).with_suffix(EXPORT_FORMATS[cfg["format"]]))
+    if output and Path(output).exists():
+        raise UserError(f"output: {output} already exists; choose another output=")
+    if not scoring:
+        return writable(Path(output))
+    path = cfg["data"].get("path")
+    if not path:
+        what = "the file to predict on" if tool == "predict" else "a labelled file to score"
+        raise UserError(
+            f"data.path is not set: pass data.path=FILE, {what} (every other data setting "
+            "comes from the checkpoint)"
+        )
+    if not Path(path).is_file():
+        what = "is a directory, not a file" if Path(path).is_dir() else "no such file"
+        raise UserError(f"data.path: {what}: {path}")
+    if output:
+        return writable(Path(output))
+    folder = run_folder(ckpt) / ("predictions" if tool == "predict" else "evaluations")
+    return writable(free_path(folder, file_stem(path), ".csv" if tool == "predict" else ".json"))
+
+
+def writable(output: Path) -> Path:
+    """A tool's output file, whose folder can be made and written (checked before the checkpoint is read)."""
+    from lstm_cls.rundir import check_writable
+
+    check_writable(output.parent, "output", shown=output)
+    return output
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)

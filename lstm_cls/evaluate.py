@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lstm_cls import UserError, config
-from lstm_cls.cli import file_stem, free_path, parse, refuse_data_settings, run, run_folder, usage
+from lstm_cls import UserError
+from lstm_cls.cli import check_tool, file_stem, free_path, parse, refuse_data_settings, run, run_folder, usage
 
 DEFAULTS: dict[str, Any] = {
     "ckpt_path": None,
@@ -81,7 +81,7 @@ def write_new(out: Path, result: dict[str, Any], stem: str | None) -> Path:
 
 def evaluate(cfg: Any) -> dict[str, Any]:
     """Score the checkpoint on every labelled window (or case) of `cfg.data.path`; print and write it."""
-    out = config.check_tool("evaluate", cfg)
+    out = check_tool("evaluate", cfg)
     import torch
 
     from lstm_cls.backbone import network

@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lstm_cls import UserError, config
-from lstm_cls.cli import parse, run, usage
+from lstm_cls import UserError
+from lstm_cls.cli import check_tool, parse, run, usage
 
 if TYPE_CHECKING:
     import torch
@@ -119,7 +119,7 @@ def raw_input_model(model: torch.nn.Module, info: dict[str, Any]) -> torch.nn.Mo
 
 def export(cfg: Any) -> Path:
     """Write the checkpoint `cfg.ckpt_path` as `cfg.format` to `cfg.output` (or beside the checkpoint)."""
-    out = config.check_tool("export", cfg)
+    out = check_tool("export", cfg)
     import torch
 
     from lstm_cls.backbone import load_backbone

@@ -20,8 +20,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lstm_cls import UserError, config
-from lstm_cls.cli import parse, refuse_data_settings, run, usage
+from lstm_cls import UserError
+from lstm_cls.cli import check_tool, parse, refuse_data_settings, run, usage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,7 +70,7 @@ def predict(cfg: Any) -> pd.DataFrame:
     import numpy as np  # here, not at the top: a command's Ctrl-C handler comes first
     import pandas as pd
 
-    out = config.check_tool("predict", cfg)
+    out = check_tool("predict", cfg)
     ckpt_path = cfg.ckpt_path
     import torch
 
@@ -176,7 +176,7 @@ def read(info: dict[str, Any], path: str, labelled: bool, dayfirst: bool | None 
 
 
 def write(frame: pd.DataFrame, out: Any) -> pd.DataFrame:
-    """Write the predictions to `out` (checked free by config.check_tool) and say where, last."""
+    """Write the predictions to `out` (checked free by cli.check_tool) and say where, last."""
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         if out.suffix.lower() == ".parquet":
