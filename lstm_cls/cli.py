@@ -30,13 +30,25 @@ def parse(defaults: dict[str, Any], argv: list[str]) -> DictConfig:
         raise UserError(f"{str(e).splitlines()[0]} (known keys: {sorted(defaults)})") from None
 
 
+def parse_override(override: str) -> tuple[str, str]:
+    """The setting an override sets, without its +/++/~ prefix, and its value as typed ("" for a deletion,
+    `~key`): `+trainer.max_epochs=5` sets trainer.max_epochs to "5"."""
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def override_key(override: str) -> str:
+    """`parse_override`'s key alone."""
+    return parse_override(override)[0]
+
+
 def refuse_data_settings(argv: list[str], tool: str, keys: Sequence[str]) -> None:
     """A tool that scores a checkpoint reads new data with the checkpoint's own data settings (source kind,
     target, features, window, normalisation...): the model means nothing with others. Of the `data` keys,
     only those among the tool's `keys` (which file, how its dates are written) may be given; any other is a
     UserError saying that it comes from the checkpoint."""
     for a in argv:
-        key = a.split("=", 1)[0].lstrip("+~")
+        key = override_key(a)
         if key == "data":  # a config group choice of `train` (data=csv, data=uea...)
             raise UserError(
                 f"{a}: the data settings come from the checkpoint; pass only the file: "

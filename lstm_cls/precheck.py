@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lstm_cls import UserError, config, rundir
+from lstm_cls.cli import override_key
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -95,12 +96,12 @@ def hydra_error(e: Exception, overrides: list[str], config_name: str) -> UserErr
     cause = [ln.strip() for ln in str(e.__cause__ or "").splitlines() if ln.strip()]
     if isinstance(e, MissingConfigException) and e.options is not None:
         group = str(e.missing_cfg_file or "").rpartition("/")[0]
-        typed = next((o for o in overrides if o.partition("=")[0].lstrip("+~") == group), group)
+        typed = next((o for o in overrides if override_key(o) == group), group)
         options = [o for o in e.options if not o.startswith("_")]
         return UserError(f"{typed}: no such option; {group} has {', '.join(options)}")
     if lines and lines[0].startswith("Could not override"):  # a key that is not in the config
         key = lines[0].split("'")[1]
-        typed = next((o for o in overrides if o.partition("=")[0].lstrip("+~") == key), key)
+        typed = next((o for o in overrides if override_key(o) == key), key)
         near = near_keys(key, [o for o in overrides if o != typed], config_name)
         hint = f"did you mean {' or '.join(near)}? " if near else ""
         return UserError(f"{typed}: no setting {key} in this config; {hint}(to add a new key: +{typed})")

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from lstm_cls import UserError, metrics
 from lstm_cls.checkpoints import write_json_atomic
+from lstm_cls.cli import override_key, parse_override
 from lstm_cls.config import PARALLEL_LAUNCHERS
 
 STATE = "sweep.json"  # the sweep's jobs, their folders, and its timing (the report reads it)
@@ -228,18 +229,6 @@ def nest_blocker(cfg: DictConfig) -> str | None:
     if not any(c.get("save_on_train_epoch_end") or every == 1 for c in newest):
         return "no checkpoint callback saves the newest epoch after every epoch (callbacks.last_checkpoint)"
     return None
-
-
-def parse_override(override: str) -> tuple[str, str]:
-    """The setting an override sets, without its +/++/~ prefix, and its value as typed ("" for a deletion,
-    `~key`): `+trainer.max_epochs=5` sets trainer.max_epochs to "5"."""
-    key, _, value = override.partition("=")
-    return key.lstrip("+~"), value
-
-
-def override_key(override: str) -> str:
-    """`parse_override`'s key alone."""
-    return parse_override(override)[0]
 
 
 def setting(job: list[str], key: str, base: DictConfig) -> Any:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lstm_cls import UserError, metrics, sweeps
+from lstm_cls.cli import override_key, parse_override
 from lstm_cls.metrics import AT_END, OPTIONAL
 from lstm_cls.report.values import label, varies
 
@@ -189,7 +190,7 @@ def setting_keys(overrides: list[list[str]]) -> list[str]:
     keys: set[str] = set()
     for typed in overrides:
         for o in typed:
-            key = sweeps.override_key(o)
+            key = override_key(o)
             if not key.startswith(("hydra", "sweep.")) and key != "run_dir":  # how it ran, not what
                 keys.add(key)
     return list(KNOWN) + sorted(keys - set(KNOWN))
@@ -198,7 +199,7 @@ def setting_keys(overrides: list[list[str]]) -> list[str]:
 def job_row(job: RunFiles, keys: list[str]) -> dict:
     """A job's row: its settings, then what metrics.json and metrics.csv say."""
     # "~key" (a deletion) has no value
-    typed = dict(map(sweeps.parse_override, job.overrides))
+    typed = dict(map(parse_override, job.overrides))
     row: dict = {"job": job.run.name}
     for k in keys:
         try:
