@@ -7,12 +7,13 @@ key, the value and what is allowed, which the entry point turns into an `error:`
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from lstm_cls import UserError
 from lstm_cls.data import header
+from lstm_cls.data.header import check_time_columns, time_setting
 from lstm_cls.data.splits import fraction_keeping, kept_steps, split_bounds
 
 NAN_RULES = ("ffill", "drop", "error")
@@ -33,44 +34,6 @@ def _int(v: Any) -> bool:
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def time_columns(time: Any) -> list[str]:
-    """data.time's columns, in order: none, one (a column name) or several (a list, whose columns' text is
-    joined with a space into one timestamp, e.g. separate Date and Time columns)."""
-    if time is None:
-        return []
-    if isinstance(time, str):
-        return [time]
-    return list(time)
-
-
-def _time_setting(time: Any) -> bool:
-    """data.time is null, a column name or a non-empty list of distinct column names."""
-    if time is None or isinstance(time, str):
-        return True
-    return (
-        isinstance(time, Sequence)
-        and len(time) > 0
-        and all(isinstance(c, str) for c in time)
-        and len(set(time)) == len(time)
-    )
-
-
-def check_time_columns(
-    names: Sequence[object], where: str, time: Any, target: str | None, group: str | None
-) -> None:
-    """A list data.time against a table's column names (a string data.time: `header.check_names`):
-    the columns it lacks, all named in one error, and a column that is also the target or the group."""
-    if time is None or isinstance(time, str):
-        return
-    cols = list(names)
-    missing = [c for c in time if c not in cols]
-    if missing:
-        raise UserError(f"data.time: no column {missing} in {where}; its columns are {cols}")
-    for key, name in (("data.target", target), ("data.group", group)):
-        if name is not None and name in time:
-            raise UserError(f"data.time and {key} both name column {name!r}; each needs its own column")
 
 
 def _problems_train_fraction(d: Mapping[str, Any], fractions_ok: bool, problems: list[str]) -> None:
@@ -331,7 +294,7 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
     clip = d.get("clip")
     if clip is not None and not (_number(clip) and math.isfinite(clip) and clip > 0):
         problems.append(f"data.clip must be a number > 0, or null for no clipping (got {clip!r})")
-    if not _time_setting(d.get("time")):
+    if not time_setting(d.get("time")):
         problems.append(
             "data.time must be a column name or a non-empty list of distinct column names, "
             f"e.g. data.time=[Date,Time] (got {d.time!r})"

@@ -13,6 +13,7 @@ import re
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lstm_cls import UserError
 
@@ -179,3 +180,41 @@ def check_columns(
 ) -> None:
     """`check_names` on a file's header: the column errors of `sources.table`, before anything loads."""
     check_names(columns(path, what), str(path), target, features, time, group)
+
+
+def time_columns(time: Any) -> list[str]:
+    """data.time's columns, in order: none, one (a column name) or several (a list, whose columns' text is
+    joined with a space into one timestamp, e.g. separate Date and Time columns)."""
+    if time is None:
+        return []
+    if isinstance(time, str):
+        return [time]
+    return list(time)
+
+
+def time_setting(time: Any) -> bool:
+    """data.time is null, a column name or a non-empty list of distinct column names."""
+    if time is None or isinstance(time, str):
+        return True
+    return (
+        isinstance(time, Sequence)
+        and len(time) > 0
+        and all(isinstance(c, str) for c in time)
+        and len(set(time)) == len(time)
+    )
+
+
+def check_time_columns(
+    names: Sequence[object], where: str, time: Any, target: str | None, group: str | None
+) -> None:
+    """A list data.time against a table's column names (a string data.time: `header.check_names`):
+    the columns it lacks, all named in one error, and a column that is also the target or the group."""
+    if time is None or isinstance(time, str):
+        return
+    cols = list(names)
+    missing = [c for c in time if c not in cols]
+    if missing:
+        raise UserError(f"data.time: no column {missing} in {where}; its columns are {cols}")
+    for key, name in (("data.target", target), ("data.group", group)):
+        if name is not None and name in time:
+            raise UserError(f"data.time and {key} both name column {name!r}; each needs its own column")

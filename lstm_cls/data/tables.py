@@ -14,9 +14,8 @@ if TYPE_CHECKING:  # pandas loads in the table functions: synthetic runs start 0
     import pandas as pd
 
 from lstm_cls import UserError
-from lstm_cls.config import check_time_columns, time_columns
 from lstm_cls.data import header
-from lstm_cls.data.header import and_more, row_name
+from lstm_cls.data.header import and_more, check_time_columns, row_name, time_columns
 from lstm_cls.data.series import Series
 from lstm_cls.data.times import check_repeated_times, columns_named, parse_times, time_text
 

@@ -10,8 +10,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from lstm_cls import UserError
-from lstm_cls.config import time_columns
-from lstm_cls.data.header import and_more, first_line, row_name
+from lstm_cls.data.header import and_more, first_line, row_name, time_columns
 
 # a time of day alone ("14:05", "2:05:00 PM", "2 PM"): pandas would put it on today's date
 _CLOCK = r"\d{1,2}(:\d{2}){1,2}([.,]\d+)?\s*([AaPp]\.?[Mm]\.?)?|\d{1,2}\s*[AaPp]\.?[Mm]\.?"

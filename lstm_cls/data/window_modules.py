@@ -14,10 +14,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from lstm_cls import UserError
-from lstm_cls.config import time_columns
 from lstm_cls.data import tables
 from lstm_cls.data.batches import loader
-from lstm_cls.data.header import as_names
+from lstm_cls.data.header import as_names, time_columns
 from lstm_cls.data.scaling import fit_scaler, scale_
 from lstm_cls.data.series import Series, concat, group_lengths, synthetic
 from lstm_cls.data.splits import fraction_keeping
