@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,3 +102,20 @@ def start_train(*args: str, cwd: Path | None = None) -> subprocess.Popen:
         )
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def until(
+    condition: Callable[[], object],
+    proc: subprocess.Popen | None = None,
+    timeout: float = 120,
+    every: float = 0.05,
+) -> None:
+    """Wait for `condition()` to hold, asking every `every` s; fail if `proc` ends first (with its stderr's
+    tail) or after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            err = proc.communicate()[1] or ""
+            raise AssertionError(f"the process ended (exit {proc.returncode}) first: {err[-2000:]}")
+        assert time.monotonic() < deadline, f"timed out after {timeout} s"
+        time.sleep(every)

@@ -8,14 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from lstm_cls import sweeps
 
-from .conftest import ROOT, TINY, run_cli
+from .conftest import ROOT, TINY, run_cli, until
 
 # figures that measure time: everything else must equal a run of its own
 TIMINGS = {"fit_seconds", "train_seconds", "test_seconds", "startup_seconds"}
@@ -97,9 +96,7 @@ def test_a_killed_job_fails_alone_and_says_why(tmp_path: Path) -> None:
     )
     try:
         lock = sweep / "0" / ".lock"  # job 0 (200 epochs) holds its folder with its own pid
-        deadline = time.monotonic() + 120
-        while not (lock.is_file() and lock.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        until(lambda: lock.is_file() and lock.read_text().strip(), proc)
         pid = int(lock.read_text())
         assert pid != proc.pid  # a process of its own, not the command's
         os.kill(pid, signal.SIGKILL)
@@ -172,12 +169,8 @@ def test_ctrl_c_stops_every_job_where_it_is_and_exits_130(tmp_path: Path) -> Non
     finally:
         signal.signal(signal.SIGINT, before)
     try:
-        deadline = time.monotonic() + 120
         # both jobs are training: each has saved its newest checkpoint once
-        while time.monotonic() < deadline and not all(
-            (sweep / j / "checkpoints" / "last.ckpt").is_file() for j in "01"
-        ):
-            time.sleep(0.1)
+        until(lambda: all((sweep / j / "checkpoints" / "last.ckpt").is_file() for j in "01"), proc)
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:

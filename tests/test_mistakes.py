@@ -9,12 +9,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import SLOW_RUN, TINY, run_cli, start_train
+from .conftest import SLOW_RUN, TINY, run_cli, start_train, until
 
 # settings refused before torch is imported: each row costs a fraction of a second
 BAD_SETTINGS = [
@@ -153,10 +152,9 @@ def test_train_refuses_a_corrupt_checkpoint_to_resume_from(tmp_path):
 
 def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path):
     proc = start_train(*TINY, f"hydra.run.dir={tmp_path / 'run'}")
-    maps, t0 = Path(f"/proc/{proc.pid}/maps"), time.time()
-    while "libtorch" not in maps.read_text():  # start-up's longest part: importing torch and Lightning
-        assert proc.poll() is None and time.time() - t0 < 60, proc.communicate()[1][-2000:]
-        time.sleep(0.02)
+    maps = Path(f"/proc/{proc.pid}/maps")
+    # start-up's longest part: importing torch and Lightning
+    until(lambda: "libtorch" in maps.read_text(), proc, timeout=60, every=0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
@@ -167,10 +165,7 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path):
 def test_sigterm_saves_like_ctrl_c_and_exits_143(tmp_path):
     run = tmp_path / "run"
     proc = start_train(*SLOW_RUN, f"hydra.run.dir={run}")
-    t0 = time.time()
-    while not (run / "checkpoints" / "last.ckpt").exists():
-        assert proc.poll() is None and time.time() - t0 < 120
-        time.sleep(0.2)
+    until((run / "checkpoints" / "last.ckpt").exists, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
@@ -288,10 +283,9 @@ def test_ctrl_c_while_report_imports_pandas_exits_130_without_a_traceback(tmp_pa
         )
     finally:
         signal.signal(signal.SIGINT, before)
-    maps, t0 = Path(f"/proc/{proc.pid}/maps"), time.time()
-    while "numpy" not in maps.read_text():  # pandas (numpy first) is what report imports for 1-2 s
-        assert proc.poll() is None and time.time() - t0 < 60, proc.communicate()[1][-2000:]
-        time.sleep(0.01)
+    maps = Path(f"/proc/{proc.pid}/maps")
+    # pandas (numpy first) is what report imports for 1-2 s
+    until(lambda: "numpy" in maps.read_text(), proc, timeout=60, every=0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]

@@ -12,15 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from lstm_cls import UserError, sweeps
 
-from .conftest import ROOT
+from .conftest import ROOT, until
 
 # jobs that train for minutes (an epoch of 3,000 rows takes a fraction of a second) but save last.ckpt
 # after their first epoch: a signal then finds them training
@@ -81,13 +79,6 @@ def in_session(sid: int) -> list[int]:
         ):
             found.append(int(entry.name))
     return found
-
-
-def until(condition: Callable[[], object], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def training(sweep: Path, jobs: str) -> dict[str, int]:

@@ -3,7 +3,6 @@
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import lightning as L
@@ -14,7 +13,7 @@ import torch
 from lstm_cls import UserError
 from lstm_cls.train import train
 
-from .conftest import ROOT, SLOW_RUN, TINY, run_cli, start_train
+from .conftest import ROOT, SLOW_RUN, TINY, run_cli, start_train, until
 
 TIMING = {"fit_seconds", "train_seconds", "test_seconds", "startup_seconds"}
 
@@ -79,19 +78,11 @@ def start(run_dir: Path, *extra: str) -> subprocess.Popen:
     return start_train(*SLOW_RUN, *extra, f"hydra.run.dir={run_dir}")
 
 
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
-    t0 = time.time()
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()[1][-2000:]
-        assert time.time() - t0 < timeout, f"{path} never appeared"
-        time.sleep(0.2)
-
-
 @pytest.mark.slow
 def test_sigint_saves_last_checkpoint_and_marks_the_run_interrupted(tmp_path):
     run = tmp_path / "run"
     proc = start(run)
-    wait_for(run / "checkpoints" / "last.ckpt", proc)
+    until((run / "checkpoints" / "last.ckpt").exists, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
@@ -108,7 +99,7 @@ def test_sigint_saves_last_checkpoint_and_marks_the_run_interrupted(tmp_path):
 def test_sigkill_mid_epoch_resumes_from_last_checkpoint(tmp_path):
     run = tmp_path / "run"
     proc = start(run)
-    wait_for(run / "checkpoints" / "last.ckpt", proc)
+    until((run / "checkpoints" / "last.ckpt").exists, proc)
     proc.kill()
     proc.communicate()
     done = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] + 1  # epochs it holds
