@@ -118,3 +118,8 @@ def fake_job(sweep: Path, n: int, overrides: list[str], epochs: int = 3) -> Path
 def fake_sweep(sweep: Path, *grid: list[str]) -> list[Path]:
     """One job per entry of the grid, numbered 0, 1, ... as Hydra numbers them."""
     return [fake_job(sweep, n, overrides) for n, overrides in enumerate(grid)]
+
+
+def metrics(run: Path) -> dict:
+    """The run's metrics.json."""
+    return json.loads((run / "metrics.json").read_text())

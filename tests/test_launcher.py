@@ -15,14 +15,11 @@ import pytest
 from lstm_cls import sweeps
 
 from .conftest import ROOT, TINY, run_cli, until
+from .helpers import metrics
 
 # figures that measure time: everything else must equal a run of its own
 TIMINGS = {"fit_seconds", "train_seconds", "test_seconds", "startup_seconds"}
 BASE = [a for a in TINY if not a.startswith(("model.hidden", "trainer.max_epochs"))]
-
-
-def metrics(run: Path) -> dict:
-    return json.loads((run / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="module")

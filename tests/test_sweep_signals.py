@@ -19,6 +19,7 @@ import pytest
 from lstm_cls import UserError, sweeps
 
 from .conftest import ROOT, until
+from .helpers import metrics
 
 # jobs that train for minutes (an epoch of 3,000 rows takes a fraction of a second) but save last.ckpt
 # after their first epoch: a signal then finds them training
@@ -97,10 +98,6 @@ def training(sweep: Path, jobs: str) -> dict[str, int]:
 
     until(pids)
     return pids() or {}
-
-
-def metrics(run: Path) -> dict:
-    return json.loads((run / "metrics.json").read_text())
 
 
 def stop(proc: subprocess.Popen, sig: int, group: bool) -> tuple[str, str]:

@@ -11,13 +11,10 @@ import pytest
 from lstm_cls import sweeps
 
 from .conftest import TINY, compose_cfg, run_cli
+from .helpers import metrics
 
 # figures that measure time, or name the job they came from: everything else must be equal
 NOT_COMPARED = {"fit_seconds", "train_seconds", "test_seconds", "startup_seconds", "derived_from"}
-
-
-def metrics(run: Path) -> dict:
-    return json.loads((run / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,15 @@ summaries and nested epochs without val/best_loss, and derived files that keep e
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from .conftest import TINY, run_cli
+from .helpers import metrics
 
 ARGS = [a for a in TINY if not a.startswith("trainer.max_epochs")]
 EVERY_2 = "trainer.check_val_every_n_epoch=2"
-
-
-def metrics(run: Path) -> dict:
-    return json.loads((run / "metrics.json").read_text())
 
 
 def epoch_of(ckpt: Path) -> int:
