@@ -83,8 +83,15 @@ def run_cli(
     )
 
 
-def start_train(*args: str, cwd: Path | None = None) -> subprocess.Popen:
-    """`python -m lstm_cls.train` in the background, stderr captured, with SIGINT at its default action.
+def start_cli(
+    *args: str,
+    cwd: Path | None = None,
+    module: str = "lstm_cls.train",
+    stdout: int = subprocess.DEVNULL,
+    session: bool = False,
+) -> subprocess.Popen:
+    """`python -m module args` in the background (in a session of its own if asked), stderr captured, with
+    SIGINT at its default action.
 
     A child inherits an ignored SIGINT (a shell's background job has one, so may a CI runner), and Python
     then never raises KeyboardInterrupt: start it the way a terminal's Ctrl-C finds it.
@@ -93,12 +100,13 @@ def start_train(*args: str, cwd: Path | None = None) -> subprocess.Popen:
     before = signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "lstm_cls.train", *args],
+            [sys.executable, "-m", module, *args],
             cwd=cwd or ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=stdout,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=session,
         )
     finally:
         signal.signal(signal.SIGINT, before)

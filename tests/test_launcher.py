@@ -14,7 +14,7 @@ import pytest
 
 from lstm_cls import sweeps
 
-from .conftest import ROOT, TINY, run_cli, until
+from .conftest import ROOT, TINY, run_cli, start_cli, until
 from .helpers import metrics
 
 # figures that measure time: everything else must equal a run of its own
@@ -151,20 +151,7 @@ def test_ctrl_c_stops_every_job_where_it_is_and_exits_130(tmp_path: Path) -> Non
         "hydra.launcher.n_jobs=2",
         f"hydra.sweep.dir={sweep}",
     ]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    before = signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a terminal's Ctrl-C finds it
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lstm_cls.train", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-    finally:
-        signal.signal(signal.SIGINT, before)
+    proc = start_cli(*args, stdout=subprocess.PIPE, session=True)  # as a terminal's Ctrl-C finds it
     try:
         # both jobs are training: each has saved its newest checkpoint once
         until(lambda: all((sweep / j / "checkpoints" / "last.ckpt").is_file() for j in "01"), proc)

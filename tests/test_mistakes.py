@@ -7,13 +7,11 @@ rewritten; a valid request works.
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import SLOW_RUN, TINY, run_cli, start_train, until
+from .conftest import SLOW_RUN, TINY, run_cli, start_cli, until
 
 # settings refused before torch is imported: each row costs a fraction of a second
 BAD_SETTINGS = [
@@ -105,7 +103,7 @@ def test_baselines_never_write_into_a_run(tmp_path):
 
 def test_two_runs_started_together_into_one_folder_one_is_refused(tmp_path):
     run = tmp_path / "shared"
-    procs = [start_train(*TINY, f"hydra.run.dir={run}") for _ in range(2)]
+    procs = [start_cli(*TINY, f"hydra.run.dir={run}") for _ in range(2)]
     codes = sorted(p.wait(timeout=300) for p in procs)
     errors = [p.stderr.read() for p in procs]
     assert codes == [0, 2], errors
@@ -151,7 +149,7 @@ def test_train_refuses_a_corrupt_checkpoint_to_resume_from(tmp_path):
 
 
 def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path):
-    proc = start_train(*TINY, f"hydra.run.dir={tmp_path / 'run'}")
+    proc = start_cli(*TINY, f"hydra.run.dir={tmp_path / 'run'}")
     maps = Path(f"/proc/{proc.pid}/maps")
     # start-up's longest part: importing torch and Lightning
     until(lambda: "libtorch" in maps.read_text(), proc, timeout=60, every=0.02)
@@ -164,7 +162,7 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path):
 @pytest.mark.slow
 def test_sigterm_saves_like_ctrl_c_and_exits_143(tmp_path):
     run = tmp_path / "run"
-    proc = start_train(*SLOW_RUN, f"hydra.run.dir={run}")
+    proc = start_cli(*SLOW_RUN, f"hydra.run.dir={run}")
     until((run / "checkpoints" / "last.ckpt").exists, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -271,18 +269,7 @@ def test_ddp_where_a_process_dies_never_writes_completed(tmp_path):
 
 
 def test_ctrl_c_while_report_imports_pandas_exits_130_without_a_traceback(tmp_path):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    before = signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a terminal's Ctrl-C finds the command
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lstm_cls.report", str(tmp_path)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    finally:
-        signal.signal(signal.SIGINT, before)
+    proc = start_cli(str(tmp_path), module="lstm_cls.report")  # as a terminal's Ctrl-C finds the command
     maps = Path(f"/proc/{proc.pid}/maps")
     # pandas (numpy first) is what report imports for 1-2 s
     until(lambda: "numpy" in maps.read_text(), proc, timeout=60, every=0.01)

@@ -18,7 +18,7 @@ import pytest
 
 from lstm_cls import UserError, sweeps
 
-from .conftest import ROOT, until
+from .conftest import ROOT, start_cli, until
 from .helpers import metrics
 
 # jobs that train for minutes (an epoch of 3,000 rows takes a fraction of a second) but save last.ckpt
@@ -37,20 +37,7 @@ LONG = [
 def start_sweep(sweep: Path, *args: str) -> subprocess.Popen:
     """`python -m lstm_cls.train -m ...` in a session of its own, SIGINT at its default (as a terminal's
     Ctrl-C finds it: a child inherits an ignored SIGINT)."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    before = signal.signal(signal.SIGINT, signal.SIG_DFL)
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "lstm_cls.train", "-m", *args, f"hydra.sweep.dir={sweep}"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-    finally:
-        signal.signal(signal.SIGINT, before)
+    return start_cli("-m", *args, f"hydra.sweep.dir={sweep}", stdout=subprocess.PIPE, session=True)
 
 
 def stat(pid: int) -> list[str] | None:

@@ -13,7 +13,7 @@ import torch
 from lstm_cls import UserError
 from lstm_cls.train import train
 
-from .conftest import ROOT, SLOW_RUN, TINY, run_cli, start_train, until
+from .conftest import ROOT, SLOW_RUN, TINY, run_cli, start_cli, until
 
 TIMING = {"fit_seconds", "train_seconds", "test_seconds", "startup_seconds"}
 
@@ -75,7 +75,7 @@ def test_nan_loss_stops_the_run_naming_epoch_and_step_and_keeps_the_last_good_ch
 
 
 def start(run_dir: Path, *extra: str) -> subprocess.Popen:
-    return start_train(*SLOW_RUN, *extra, f"hydra.run.dir={run_dir}")
+    return start_cli(*SLOW_RUN, *extra, f"hydra.run.dir={run_dir}")
 
 
 @pytest.mark.slow
@@ -116,7 +116,7 @@ def test_sigkill_mid_epoch_resumes_from_last_checkpoint(tmp_path):
 
 
 def test_two_runs_started_together_get_distinct_directories(tmp_path):
-    procs = [start_train(*TINY, "trainer.max_epochs=1", cwd=tmp_path) for _ in range(2)]
+    procs = [start_cli(*TINY, "trainer.max_epochs=1", cwd=tmp_path) for _ in range(2)]
     for p in procs:
         assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
     runs = list((tmp_path / "outputs" / "runs").iterdir())
