@@ -6,6 +6,7 @@ The LightningModule (`lstm_cls.model`) holds it as `net` and adds the loss, metr
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -143,13 +144,17 @@ def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def backbone_output(loss: str, output: str) -> str:
+    """The network's output function: one sigmoid unit where the loss is binary cross-entropy."""
+    return "sigmoid" if loss == "bce" else output
+
+
 def backbone_kwargs(hparams: dict[str, Any]) -> dict[str, Any]:
-    """The LightningModule's hyperparameters -> this network's arguments (the loss picks the output)."""
-    keys = ("n_features", "n_classes", "hidden", "head", "num_layers", "dropout", "bidirectional")
-    out = {k: hparams[k] for k in keys if k in hparams}
-    output = hparams.get("output", "softmax")
-    out["output"] = "sigmoid" if hparams.get("loss") == "bce" else output
-    out["keras_parity"] = hparams.get("keras_parity", False)
+    """A checkpoint's hyperparameters (the LightningModule's, flat) -> this network's arguments: the keys
+    of its signature; a key a checkpoint lacks takes the signature's default."""
+    names = inspect.signature(LSTMBackbone).parameters
+    out = {k: v for k, v in hparams.items() if k in names}
+    out["output"] = backbone_output(hparams.get("loss", "ce"), hparams.get("output", "softmax"))
     return out
 
 

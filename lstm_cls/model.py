@@ -27,7 +27,7 @@ from torchmetrics.classification import (
 )
 
 from lstm_cls import UserError
-from lstm_cls.backbone import LSTMBackbone, backbone_kwargs
+from lstm_cls.backbone import LSTMBackbone, backbone_output
 from lstm_cls.checkpoints import load
 
 # x [batch, timesteps, features], y [batch], and for labelled sequences lengths [batch]
@@ -55,6 +55,8 @@ class ClassCounts(Metric):
 class LSTMClassifier(L.LightningModule):
     """Loss, metrics, optimizer and scheduler around `LSTMBackbone`.
 
+    `net`: the network's own arguments (`n_features`, `hidden`, `head`, `num_layers`, `dropout`,
+    `bidirectional`, `keras_parity`: `LSTMBackbone`'s signature, declared there only), passed on to it.
     Hyperparameters are plain numbers, strings and lists, so checkpoints load with `weights_only=True`.
     `loss`: "ce" cross-entropy on logits (the reference's softmax + categorical cross-entropy),
     "bce" one sigmoid output (binary only), "mse" squared error of the outputs (`output`: softmax
@@ -64,17 +66,10 @@ class LSTMClassifier(L.LightningModule):
 
     def __init__(
         self,
-        n_features: int = 13,
         n_classes: int = 2,
-        hidden: int = 32,
-        head: int = 10,
-        num_layers: int = 1,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
         lr: float = 1e-3,
         loss: str = "ce",
         output: str = "softmax",
-        keras_parity: bool = True,
         optimizer: str = "adam",
         momentum: float = 0.0,
         weight_decay: float = 0.0,
@@ -83,15 +78,17 @@ class LSTMClassifier(L.LightningModule):
         gamma: float = 0.1,
         patience: int = 10,
         class_weights: list[float] | str | None = None,
+        **net: Any,
     ) -> None:
         super().__init__()
         if class_weights == "balanced":
             raise UserError("class_weights=balanced needs the training labels: train.py turns it into a list")
         if class_weights == "none":  # the config's word for None
             class_weights = None
-        # logger=False: hparams go to TensorBoard once, at the end, with the final metrics
+        # logger=False: hparams go to TensorBoard once, at the end, with the final metrics; `net`'s keys are
+        # saved flat beside the others (Lightning collects **kwargs), as checkpoints have always held them
         self.save_hyperparameters(logger=False)
-        self.net = LSTMBackbone(**backbone_kwargs(dict(self.hparams)))
+        self.net = LSTMBackbone(n_classes=n_classes, output=backbone_output(loss, output), **net)
         weights = torch.tensor(class_weights if class_weights else [1.0] * n_classes)
         self.register_buffer("class_weight", weights, persistent=False)
         # set by train.py for the block path (Trainer(gradient_clip_val=...) is Lightning's for its own)

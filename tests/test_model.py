@@ -142,3 +142,12 @@ def test_small_model_memorises_a_few_dozen_windows(tmp_path):
     )
     trainer.fit(model, datamodule=dm)
     assert model.epoch_metrics["train"]["train/acc"] >= 0.97
+
+
+def test_the_network_settings_are_the_backbones_own_and_a_misspelt_one_is_refused():
+    # LSTMClassifier passes n_features, hidden, ... on to LSTMBackbone, whose signature declares them once
+    m = LSTMClassifier(n_features=5, hidden=7, head=3)
+    assert (m.net.lstm.input_size, m.net.lstm.hidden_size, m.net.fc1.out_features) == (5, 7, 3)
+    assert m.hparams["hidden"] == 7  # saved flat, as every checkpoint holds them
+    with pytest.raises(TypeError, match="hiden"):
+        LSTMClassifier(hiden=7)
