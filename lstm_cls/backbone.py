@@ -151,10 +151,11 @@ def backbone_output(loss: str, output: str) -> str:
 
 def backbone_kwargs(hparams: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's hyperparameters (the LightningModule's, flat) -> this network's arguments: the keys
-    of its signature; a key a checkpoint lacks takes the signature's default."""
+    of its signature; a key a checkpoint lacks takes the signature's default (keras_parity: see below)."""
     names = inspect.signature(LSTMBackbone).parameters
     out = {k: v for k, v in hparams.items() if k in names}
     out["output"] = backbone_output(hparams.get("loss", "ce"), hparams.get("output", "softmax"))
+    out.setdefault("keras_parity", False)  # a checkpoint without the key predates it: PyTorch's LSTM
     return out
 
 
