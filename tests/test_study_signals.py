@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lstm_cls import UserError, config
 from lstm_cls.data import CsvDataModule, SyntheticDataModule
 from lstm_cls.data.series import synthetic
+from lstm_cls.precheck import grid
 from lstm_cls.train import train
 
 from .conftest import TINY, compose_cfg, run_cli
@@ -228,12 +228,12 @@ def test_weight_norms_are_logged_once_per_epoch_in_both_paths(make_cfg, tmp_path
 
 
 def remedies_jobs() -> tuple[object, list[list[str]]]:
-    """The composed preset (with Hydra's config) and the jobs its sweeper would launch, as BasicSweeper
-    splits them."""
+    """The composed preset (with Hydra's config) and the jobs its sweeper launches: the grid of Hydra's basic
+    sweeper, built where lstm_cls's sweeper builds it (tests/test_house.py: it is Hydra's)."""
     cfg = compose_cfg("run_dir=.", "experiment=remedies", hydra_config=True)
     params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
-    (batch,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)
-    return cfg, batch
+    jobs = grid(OverridesParser.create().parse_overrides(params))
+    return cfg, [[typed for _, typed in job] for job in jobs]
 
 
 def test_remedies_preset_is_the_overfitting_recipe_under_54_jobs():
