@@ -27,8 +27,7 @@ import signal
 ROLE = "LSTM_CLS_FORK_SERVER"  # in the fork server's environment alone, set by `start`
 
 
-def in_fork_server() -> bool:
-    """Whether this process is the fork server `start` started, still preloading."""
+def in_fork_server() -> bool:  # the fork server `start` started, still preloading
     return os.environ.get(ROLE) == "1"
 
 
@@ -41,26 +40,24 @@ def serve_quietly() -> None:
     del os.environ[ROLE]  # not for the jobs it forks, nor anything they start
     atexit.register(os._exit, 0)
     signal.signal(signal.SIGINT, quiet_exit)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # one held back meanwhile arrives now
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # one held back meanwhile arrives now
 
 
 def start() -> None:
     """Start multiprocessing's fork server (the context's preload set, this module first), named as such in
     its environment and with Ctrl-C held back (blocked, not lost) until `serve_quietly` has put in its quiet
-    handler. The resource tracker starts first: its own start unblocks the signals it blocks."""
+    handler. The resource tracker starts first: its own start unblocks the signals it blocks. (POSIX only,
+    as the fork server is: pthread_sigmask is there.)"""
     from multiprocessing import forkserver, resource_tracker
 
     resource_tracker.ensure_running()
-    masked = hasattr(signal, "pthread_sigmask")
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if masked else None
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     os.environ[ROLE] = "1"
     try:
         forkserver.ensure_running()  # the new process inherits the blocked signal and the name
     finally:
         del os.environ[ROLE]
-        if masked:
-            signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a Ctrl-C meanwhile arrives here now
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a Ctrl-C meanwhile arrives here now
 
 
 if in_fork_server():

@@ -32,18 +32,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from lstm_cls import UserError, metrics
 from lstm_cls.checkpoints import write_json_atomic
 from lstm_cls.cli import override_key, parse_override
-from lstm_cls.config import PARALLEL_LAUNCHERS
+from lstm_cls.config import PARALLEL_LAUNCHERS, SWEEP_RESUME
 
 STATE = "sweep.json"  # the sweep's jobs, their folders, and its timing (the report reads it)
 NESTED = "nested.json"  # which job writes which shorter jobs' folders
 ASIDE = ".incomplete"  # killed or failed attempts, moved here when their job runs again
 EPOCHS = "trainer.max_epochs"
-
-
-RESUME = (
-    "auto",
-    "force",
-)  # sweep.resume (lstm_cls.config.SWEEP_RESUME): refuse a changed resume, or keep going
 
 
 def completed(run: Path, strict: bool = False) -> bool:
@@ -93,12 +87,19 @@ def state_problem(state: Any) -> str | None:
     dirs = state.get("dirs")
     if not isinstance(dirs, list) or len(dirs) != len(jobs):
         return f"dirs is not a list of {len(jobs)} job folders, one per job of overrides"
-    for d in dirs:  # a job's folder, inside the sweep's: never a path that leads elsewhere
-        if not isinstance(d, str) or not d or Path(d).is_absolute() or ".." in Path(d).parts or d == ".":
+    for d in dirs:
+        if not job_folder(d):
             return f"dirs holds {d!r}, not a job folder inside the sweep folder"
     if len(set(dirs)) != len(dirs):
         return "dirs names one folder for two jobs"
     return None
+
+
+def job_folder(d: Any) -> bool:
+    """A job's folder as sweep.json and nested.json name it: inside the sweep's, never a path elsewhere."""
+    return (
+        isinstance(d, str) and d not in ("", ".") and not Path(d).is_absolute() and ".." not in Path(d).parts
+    )
 
 
 def read_state(sweep_dir: Path) -> dict[str, Any] | None:
@@ -120,8 +121,8 @@ def read_state(sweep_dir: Path) -> dict[str, Any] | None:
 def resume_setting(cfg: Any) -> str:
     """`sweep.resume` of a composed config (auto where the config has no `sweep` node), checked."""
     value = OmegaConf.select(cfg, "sweep.resume", default="auto")
-    if value not in RESUME:
-        raise UserError(f"sweep.resume must be one of {', '.join(RESUME)} (got {value!r})")
+    if value not in SWEEP_RESUME:
+        raise UserError(f"sweep.resume must be one of {', '.join(SWEEP_RESUME)} (got {value!r})")
     return value
 
 
@@ -305,12 +306,11 @@ def plan(
 def shorter_config(long: DictConfig, overrides: list[str], epochs: int, num: int, run: Path) -> DictConfig:
     """A derived job's config, from its longer job's: Hydra would compose the same, but for the epoch
     count and the job's own number, overrides and folder (composing it again costs ~0.13 s)."""
-    cfg = copy.deepcopy(long)
+    cfg = numbered(copy.deepcopy(long), num)
     h = cfg.hydra
     with read_write(cfg), open_dict(cfg):
         cfg.trainer.max_epochs = epochs
         h.overrides.task = list(overrides)
-        h.job.num, h.job.id = num, f"{h.job.name}_{num}"
         h.runtime.output_dir = str(run.resolve())
         kv = OmegaConf.select(h, "job.config.override_dirname.kv_sep", default="=")
         old = next(o for o in long.hydra.overrides.task if override_key(o) == EPOCHS)
@@ -318,6 +318,13 @@ def shorter_config(long: DictConfig, overrides: list[str], epochs: int, num: int
         h.job.override_dirname = str(h.job.override_dirname).replace(
             old.replace("=", kv, 1), new.replace("=", kv, 1)
         )
+    return cfg
+
+
+def numbered(cfg: DictConfig, num: int) -> DictConfig:
+    """A job's composed config given its number in the sweep, as Hydra's launchers number it."""
+    with read_write(cfg), open_dict(cfg):
+        cfg.hydra.job.num, cfg.hydra.job.id = num, f"{cfg.hydra.job.name}_{num}"
     return cfg
 
 
@@ -413,14 +420,7 @@ def derived_jobs(sweep_dir: Path, run_dir: Path) -> list[dict[str, Any]]:
     name = str(run_dir.resolve().relative_to(sweep_dir.resolve()))
     entries = table.get(name, [])
     ok = isinstance(entries, list) and all(
-        isinstance(e, dict)
-        and isinstance(e.get("epochs"), int)
-        and not isinstance(e.get("epochs"), bool)
-        and e["epochs"] > 0
-        and isinstance(e.get("dir"), str)
-        and e["dir"]
-        and not Path(e["dir"]).is_absolute()
-        and ".." not in Path(e["dir"]).parts
+        isinstance(e, dict) and type(e.get("epochs")) is int and e["epochs"] > 0 and job_folder(e.get("dir"))
         for e in entries
     )
     if not ok:

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,29 +41,17 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
-# what an lstm_cls job imports: ~5 s of a fresh interpreter's start, paid once by the fork server. Not
-# lstm_cls.train: as `python -m lstm_cls.train` it is each job's __main__, which must not be imported before
-PRELOAD = [
-    "torch",
-    "lightning.pytorch",
-    "torchmetrics",
-    "pandas",  # the data (pyarrow with it: ~1 s)
-    "torch.utils.tensorboard",
-    "matplotlib.backends.backend_agg",  # TensorBoard's logger loads it
-    "tabulate",
-    "hydra",
-    "lstm_cls.data.window_modules",
-    "lstm_cls.data.sequence_modules",
-    "lstm_cls.model",
-    "lstm_cls.nested",
-    "lstm_cls.checkpoints",
-    "lstm_cls.fast_path",
-    "lstm_cls.tensorboard",
-]
+# what an lstm_cls job imports: ~5 s of a fresh interpreter's start, paid once by the fork server (pandas
+# brings pyarrow, ~1 s; TensorBoard's logger loads matplotlib's Agg). Not lstm_cls.train: as
+# `python -m lstm_cls.train` it is each job's __main__, which must not be imported before
+PRELOAD = ["torch", "lightning.pytorch", "torchmetrics", "pandas", "torch.utils.tensorboard"]
+PRELOAD += ["matplotlib.backends.backend_agg", "tabulate", "hydra", "lstm_cls.data.window_modules"]
+PRELOAD += ["lstm_cls.data.sequence_modules", "lstm_cls.model", "lstm_cls.nested", "lstm_cls.checkpoints"]
+PRELOAD += ["lstm_cls.fast_path", "lstm_cls.tensorboard"]
 SERVER = "lstm_cls.forkserver_exit"  # always first: the server's quiet Ctrl-C and quick exit
 # how long a job, once told to stop, may take to save where it got to before it is told again, then killed
 GRACE_S = 60.0
@@ -222,12 +211,8 @@ class ForkserverLauncher(Launcher):
 def hand_over(feed: Any, payload: Any) -> None:
     """Send a job what it needs to run; a job that has already ended (killed) gets nothing: its own pipe
     tells the launcher so."""
-    try:
+    with feed, suppress(OSError):  # BrokenPipeError: the job's end is closed
         feed.send(payload)
-    except OSError:  # BrokenPipeError: the job's end is closed
-        pass
-    finally:
-        feed.close()
 
 
 class Terminated(SystemExit):
@@ -268,10 +253,8 @@ def stop(running: dict[Any, "JobProcess"], tell: bool) -> None:
         if sig is not None:
             for job in running.values():
                 # its pipe is open: its process has not ended (not `is_alive()`, which asks the fork server)
-                try:
+                with suppress(ProcessLookupError):
                     os.kill(job.process.pid, sig)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + wait_s
         while running and (left := deadline - time.monotonic()) > 0:
             for receive in multiprocessing.connection.wait(list(running), timeout=left):
@@ -380,6 +363,8 @@ def run_one(send: Any, fed: Any, idx: int, overrides: list[str], task: tuple[str
 def one_job(
     send: Any, idx: int, overrides: list[str], task: tuple[str, str], state: bytes, composed: Any
 ) -> None:
+    from lstm_cls import sweeps
+
     hydra_context, config, singleton_state = cloudpickle.loads(state)
     setup_globals()
     Singleton.set_state(singleton_state)
@@ -387,9 +372,7 @@ def one_job(
         sweep_config = cloudpickle.loads(composed)
     else:
         sweep_config = hydra_context.config_loader.load_sweep_config(config, overrides)
-    with open_dict(sweep_config):
-        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
-        sweep_config.hydra.job.num = idx
+    sweep_config = sweeps.numbered(sweep_config, idx)
     HydraConfig.instance().set_config(sweep_config)
     send.send(str(Path(sweep_config.hydra.sweep.dir) / str(sweep_config.hydra.sweep.subdir)))
     ret = run_job(
