@@ -20,6 +20,9 @@ from .helpers import metrics
 # figures that measure time: everything else must equal a run of its own
 TIMINGS = {"fit_seconds", "train_seconds", "test_seconds", "startup_seconds"}
 BASE = [a for a in TINY if not a.startswith(("model.hidden", "trainer.max_epochs"))]
+# jobs of minutes, two at once, under the forkserver launcher (trainer.max_epochs given by each test)
+LONG = ["data.length=20000", "data.window=8", "model.hidden=4", "callbacks.progress_bar.refresh_rate=0"]
+LONG += ["hydra/launcher=forkserver", "hydra.launcher.n_jobs=2"]
 
 
 @pytest.fixture(scope="module")
@@ -72,25 +75,8 @@ def test_a_forked_job_equals_a_run_of_its_own(forked, tmp_path: Path) -> None:
 def test_a_killed_job_fails_alone_and_says_why(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     # 200 epochs over 20,000 rows run for minutes, and start first (the longest); 1 and 2 epochs take seconds
-    command = [
-        sys.executable,
-        "-m",
-        "lstm_cls.train",
-        "-m",
-        "data.length=20000",
-        "data.window=8",
-        "model.hidden=4",
-        "trainer.max_epochs=200,1,2",
-        "+hydra.sweeper.nested=false",
-        "callbacks.progress_bar.refresh_rate=0",
-        "hydra/launcher=forkserver",
-        "hydra.launcher.n_jobs=2",
-        f"hydra.sweep.dir={sweep}",
-    ]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    args = [*LONG, "trainer.max_epochs=200,1,2", "+hydra.sweeper.nested=false", f"hydra.sweep.dir={sweep}"]
+    proc = start_cli("-m", *args, stdout=subprocess.PIPE)
     try:
         lock = sweep / "0" / ".lock"  # job 0 (200 epochs) holds its folder with its own pid
         until(lambda: lock.is_file() and lock.read_text().strip(), proc)
@@ -139,19 +125,8 @@ def test_the_fork_servers_quick_exit_does_nothing_anywhere_else() -> None:
 def test_ctrl_c_stops_every_job_where_it_is_and_exits_130(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     # two long jobs at once; Ctrl-C as a terminal sends it: to the whole process group
-    args = [
-        "-m",
-        "data.length=20000",
-        "data.window=8",
-        "model.hidden=4",
-        "trainer.max_epochs=200",
-        "seed=1,2",
-        "callbacks.progress_bar.refresh_rate=0",
-        "hydra/launcher=forkserver",
-        "hydra.launcher.n_jobs=2",
-        f"hydra.sweep.dir={sweep}",
-    ]
-    proc = start_cli(*args, stdout=subprocess.PIPE, session=True)  # as a terminal's Ctrl-C finds it
+    args = [*LONG, "trainer.max_epochs=200", "seed=1,2", f"hydra.sweep.dir={sweep}"]
+    proc = start_cli("-m", *args, stdout=subprocess.PIPE, session=True)  # as a terminal's Ctrl-C finds it
     try:
         # both jobs are training: each has saved its newest checkpoint once
         until(lambda: all((sweep / j / "checkpoints" / "last.ckpt").is_file() for j in "01"), proc)
