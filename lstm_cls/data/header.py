@@ -1,7 +1,7 @@
 """A table file's column names from its header alone, and the checks that need nothing more.
 
 Imports no torch, pandas or numpy: `config.check` calls these so that a wrong file or column is
-refused in well under a second. `sources.read_table` and `sources.table` call them too, so that each
+refused in well under a second. `tables.read_table` and `tables.table` call them too, so that each
 message is written once, here.
 """
 
@@ -37,7 +37,6 @@ def kind(path: str | Path, what: str = "data.path") -> str:
 
 
 def first_line(e: BaseException) -> str:
-    """An exception's message in one line, for a one-line error."""
     return (str(e).splitlines() or [type(e).__name__])[0]
 
 
@@ -170,26 +169,21 @@ def check_names(
         raise UserError(f"data.features: lists {twice} more than once; each feature is one column")
 
 
-def check_columns(
-    path: str | Path,
-    what: str,
-    target: str | None,
-    features: Sequence[str] | None = None,
-    time: str | None = None,
-    group: str | None = None,
-) -> None:
-    """`check_names` on a file's header: the column errors of `sources.table`, before anything loads."""
-    check_names(columns(path, what), str(path), target, features, time, group)
+def check_columns(path: str | Path, what: str, *roles: Any) -> None:
+    """`check_names` (target, features, time, group) on a file's header, before anything loads."""
+    check_names(columns(path, what), str(path), *roles)
 
 
 def time_columns(time: Any) -> list[str]:
     """data.time's columns, in order: none, one (a column name) or several (a list, whose columns' text is
     joined with a space into one timestamp, e.g. separate Date and Time columns)."""
-    if time is None:
-        return []
-    if isinstance(time, str):
-        return [time]
-    return list(time)
+    return [] if time is None else [time] if isinstance(time, str) else list(time)
+
+
+def plain_time(time: Any) -> str | list[str] | None:
+    """data.time as plain data: Hydra hands over a ListConfig, which a checkpoint's data_info, loaded with
+    weights_only, could not hold."""
+    return time if time is None or isinstance(time, str) else [str(c) for c in time]
 
 
 def time_setting(time: Any) -> bool:

@@ -11,10 +11,10 @@ import torch
 
 from lstm_cls import UserError
 from lstm_cls.data import tables, uea
-from lstm_cls.data.header import as_names
+from lstm_cls.data.header import plain_time
 from lstm_cls.data.scaling import channel_stats
 from lstm_cls.data.sequences import CaseSet, pad
-from lstm_cls.data.window_modules import BatchedDataModule, CsvDataModule, plain_time, trained_clip
+from lstm_cls.data.window_modules import BatchedDataModule, CsvDataModule, settings_of
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class SequenceDataModule(BatchedDataModule):
     only.
     """
 
+    test_fraction = 0.0  # a TEST file is the test set
+
     def __init__(
         self,
         name: str | None = None,
@@ -55,28 +57,18 @@ class SequenceDataModule(BatchedDataModule):
         test_path: str | None = None,
         val_fraction: float = 0.2,
         seed: int = 0,
-        stats: dict[str, Any] | None = None,
-        scale: str = "standard",
-        clip: float | None = None,
-        **loader_kwargs: Any,
+        **batched: Any,
     ) -> None:
-        super().__init__(**loader_kwargs)
+        super().__init__(**batched)
         self.name, self.path, self.test_path = name, path, test_path
-        self.val_fraction, self.seed, self.stats = val_fraction, seed, stats
-        self.scale, self.clip = (
-            (stats or {}).get("scale", scale),
-            trained_clip(stats, clip),
-        )  # as WindowDataModule
-        self._classes: list[str] = []
-        self._channels: list[str] = []
+        self.val_fraction, self.seed = val_fraction, seed
 
     def setup(self, stage: str | None = None) -> None:
         if self.sets:  # fit, then test: read once
             return
-
         train, test = self.read()
-        self._classes, self._channels = _class_order(train.y), train.channel_names
-        index = {c: i for i, c in enumerate(self._classes)}
+        self.class_names, self.feature_names = _class_order(train.y), train.channel_names
+        index = {c: i for i, c in enumerate(self.class_names)}
         y_train = np.array([index[str(v)] for v in train.y])
         cases = np.arange(len(train.x))
         if test is None:  # no TEST file (a table of cases): a stratified, seeded test part of the cases
@@ -85,10 +77,7 @@ class SequenceDataModule(BatchedDataModule):
         uea.check_pair(train, test)
         y_test = np.array([index[str(v)] for v in test.y])
         fit, val = _stratified(cases, y_train[cases], self.val_fraction, self.seed, "data.val_fraction")
-        if self.stats is not None:
-            self.mean, self.std = torch.tensor(self.stats["mean"]), torch.tensor(self.stats["std"])
-        else:
-            self.mean, self.std = channel_stats([train.x[i] for i in fit], self.scale)
+        self.fit_scaling(lambda: channel_stats([train.x[i] for i in fit], self.scale))
 
         def rows(xs: list, ys: Any) -> CaseSet:
             x, lengths = pad(xs, self.mean, self.std, self.clip)
@@ -103,38 +92,21 @@ class SequenceDataModule(BatchedDataModule):
         log.info(
             "cases: %s; %d channels; lengths %d to %d steps",
             {s: len(c) for s, c in self.sets.items()},
-            len(self._channels),
+            self.n_features,
             int(lengths.min()),
             int(lengths.max()),
         )
 
-    test_fraction = 0.0  # a TEST file is the test set
-
-    def read(self) -> tuple[Any, Any]:
-        """The TRAIN and TEST cases (`uea.Cases`); TEST None: cut it from TRAIN by `test_fraction`."""
-
+    def read(self) -> tuple[uea.Cases, uea.Cases | None]:
+        """The TRAIN and TEST cases; TEST None: cut it from TRAIN by `test_fraction`."""
         if self.name:
             return uea.load_named(self.name, "train"), uea.load_named(self.name, "test")
         return uea.read_ts(self.path, "data.path"), uea.read_ts(self.test_path, "data.test_path")
 
-    @property
-    def n_features(self) -> int:
-        return len(self._channels)
-
-    @property
-    def class_names(self) -> list[str]:
-        return self._classes
-
     def info(self) -> dict[str, Any]:
-        """Plain data that using a trained model needs (goes into checkpoints)."""
         return {
             "kind": "sequences",
-            "feature_names": self._channels,
-            "class_names": self._classes,
-            "mean": self.mean.tolist(),
-            "std": self.std.tolist(),
-            "scale": self.scale,
-            "clip": self.clip,
+            **super().info(),
             "max_length": max(int(s.lengths.max()) for s in self.sets.values()),
             "source": self.name or self.path,
         }
@@ -143,54 +115,39 @@ class SequenceDataModule(BatchedDataModule):
 class CaseTableDataModule(SequenceDataModule):
     """`data=csv data.case=COLUMN`: a long table whose rows belong to cases (a trial, a recording); each
     case is one sequence, in time order, with one label. The test set is `test_path`'s cases, or a
-    stratified, seeded `test_fraction` of the cases; validation a stratified `val_fraction` of the rest."""
+    stratified, seeded `test_fraction` of the cases; validation a stratified `val_fraction` of the rest.
+    How the table is read (features, time, nan, dayfirst): `tables.table`'s settings, as in CsvDataModule."""
 
     def __init__(
         self,
         case: str,
         path: str,
         target: str,
-        features: str | list[str] | None = None,
-        time: str | list[str] | None = None,
-        dayfirst: bool | None = None,
-        nan: str = "ffill",
         test_path: str | None = None,
         test_fraction: float = 0.175,
         **kwargs: Any,
     ) -> None:
-        # the window keys (window, stride, horizon) do not apply to whole cases: config.check refuses any
-        # value but conf/data/_windows.yaml's, which every table source is composed with, so none is lost
-        keep = ("batch_size", "num_workers", "block", "eval_batch_size", "val_fraction", "seed", "stats")
-        keep += ("scale", "clip")
-        super().__init__(path=path, test_path=test_path, **{k: v for k, v in kwargs.items() if k in keep})
-        self.case, self.target, self.time, self.dayfirst, self.nan = (
-            case,
-            target,
-            plain_time(time),
-            dayfirst,
-            nan,
-        )
-        self.features = as_names(features)  # a bare string is one column, as in CsvDataModule
-        self.test_fraction = test_fraction
+        skip = ("group", "groups", "classes", "where", "group_key")
+        self.columns = settings_of(tables.table, kwargs, skip)
+        self.columns["time"] = plain_time(self.columns["time"])
+        super().__init__(path=path, test_path=test_path, **kwargs)
+        self.case, self.target, self.test_fraction = case, target, test_fraction
 
-    def read(self) -> tuple[Any, Any]:
+    def read(self) -> tuple[uea.Cases, uea.Cases | None]:
         main = self._cases(self.path, "data.path", None)
         test = self._cases(self.test_path, "data.test_path", main) if self.test_path else None
         return main, test
 
-    def _cases(self, path: str, what: str, main: Any) -> Any:
+    def _cases(self, path: str, what: str, main: uea.Cases | None) -> uea.Cases:
         """A table's rows grouped by case (`tables.table` sorts by case, then time; checks the columns)."""
-
+        columns = {**self.columns, "features": main.channel_names} if main is not None else self.columns
         series = tables.table(
             tables.read_table(path, what),
             self.target,
-            features=main.channel_names if main is not None else self.features,
-            time=self.time,
             group=self.case,
             group_key="data.case",
-            nan=self.nan,
-            dayfirst=self.dayfirst,
             where=str(path),
+            **columns,
         )
         x, y, labels = series.x.numpy(), series.y.numpy(), []
         for (a, b), name in zip(series.bounds, series.group_names, strict=True):
@@ -201,9 +158,8 @@ class CaseTableDataModule(SequenceDataModule):
                     f"{what}: case {name!r} of column {self.case!r} has labels {found}; a case has one"
                 )
             if np.isnan(x[a:b]).any():
-                raise UserError(
-                    f"{what}: case {name!r} holds a missing feature value after data.nan={self.nan}"
-                )
+                nan = self.columns["nan"]
+                raise UserError(f"{what}: case {name!r} holds a missing feature value after data.nan={nan}")
             labels.append(series.class_names[present.pop()])
         return uea.Cases(
             [x[a:b] for a, b in series.bounds], np.array(labels), series.feature_names, str(path)
@@ -211,18 +167,15 @@ class CaseTableDataModule(SequenceDataModule):
 
     def info(self) -> dict[str, Any]:
         # and how the table was read, so that `predict` groups a new file the same way
-        return {
-            **super().info(),
-            "case": self.case,
-            "target": self.target,
-            "time": self.time,
-            "nan": self.nan,
-        }
+        read = {"time": self.columns["time"], "nan": self.columns["nan"]}
+        return {**super().info(), "case": self.case, "target": self.target, **read}
 
 
 def table_data(case: str | None = None, **kwargs: Any) -> BatchedDataModule:
     """`data=csv` and its presets: windows of long series, or with `case` one labelled sequence per case."""
     if case is None:
         return CsvDataModule(**kwargs)
-    unused = ("group", "groups", "hint", "val_path")  # val_path with a case column: refused by config.check
+    # the keys of long series and their windows do not apply to whole cases: config.check refuses any value
+    # but conf/data's own (group, val_path, window, stride, horizon, train_fraction), so none is lost
+    unused = ("group", "groups", "hint", "val_path", "window", "stride", "horizon", "train_fraction")
     return CaseTableDataModule(case=case, **{k: v for k, v in kwargs.items() if k not in unused})

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pandas loads in the table functions: synthetic runs start 0
 
 from lstm_cls import UserError
 from lstm_cls.data import header
-from lstm_cls.data.header import and_more, check_time_columns, row_name, time_columns
+from lstm_cls.data.header import and_more, check_time_columns, plain_time, row_name, time_columns
 from lstm_cls.data.series import Series
 from lstm_cls.data.times import check_repeated_times, columns_named, parse_times, time_text
 
@@ -61,14 +61,16 @@ def _as_numeric(col: pd.Series) -> pd.Series | None:
     """Numbers as float; Yes/No and True/False as 1/0; None for anything else."""
     import pandas as pd
 
-    if pd.api.types.is_bool_dtype(col):
-        return col.astype(float)
-    if pd.api.types.is_numeric_dtype(col):
+    if pd.api.types.is_numeric_dtype(col):  # bool too
         return col.astype(float)
     values = col.dropna().astype(str).str.strip().str.lower()
     if len(values) and values.isin(list(_BOOLEAN)).all():
         return col.astype(str).str.strip().str.lower().map(_BOOLEAN)
     return None
+
+
+def _examples(df: pd.DataFrame, cols: list[str]) -> dict[str, str]:
+    return {c: df[c].dropna().astype(str).iloc[0] for c in cols if df[c].notna().any()}
 
 
 def _class_name(v: object) -> str:
@@ -103,8 +105,7 @@ def table(
     twice = header.duplicates(cols)
     if twice:
         raise UserError(f"{where} has duplicate column names {twice}; each column needs its own name")
-    if time is not None and not isinstance(time, str):
-        time = [str(c) for c in time]  # a ListConfig from the command line, or a checkpoint's list
+    time = plain_time(time)
     # a bare string is one column (one group), never its letters: features="xy" is the column "xy"
     features, groups = header.as_names(features), header.as_names(groups)
     header.check_names(cols, where, target, features, time if isinstance(time, str) else None, group)
@@ -148,8 +149,7 @@ def table(
     numeric = {c: _as_numeric(df[c]) for c in chosen}
     bad = [c for c in chosen if numeric[c] is None]
     if features is not None and bad:
-        examples = {c: df[c].dropna().astype(str).iloc[0] for c in bad if df[c].notna().any()}
-        raise UserError(f"data.features: not numeric: {bad} (values such as {examples})")
+        raise UserError(f"data.features: not numeric: {bad} (values such as {_examples(df, bad)})")
     if bad:
         log.info("features: left out %d non-numeric columns: %s", len(bad), bad)
     names = [c for c in chosen if numeric[c] is not None]
@@ -278,8 +278,7 @@ def same_features(
             )
     text = [n for n in names if _as_numeric(df[n]) is None]
     if text:
-        examples = {n: df[n].dropna().astype(str).iloc[0] for n in text if df[n].notna().any()}
         raise UserError(
-            f"{key}: columns {text} of {where} are not numeric (values such as {examples}) but are "
-            "numeric features of the training file"
+            f"{key}: columns {text} of {where} are not numeric (values such as {_examples(df, text)}) but "
+            "are numeric features of the training file"
         )

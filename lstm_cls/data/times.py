@@ -154,13 +154,8 @@ def parse_times(
         return _datetimes(iso, name, where)
     text = col.dropna().astype(str).str.strip()
     clock = text.str.fullmatch(_CLOCK).to_numpy(bool)
-    if clock.any():
-        i = text.index[clock][0]
-        raise UserError(
-            f"data.time: {what} of {where} holds times of day without dates, such as "
-            f"{text.loc[i]!r} at {row_name(i)} (1-based, header not counted): pandas would put them on "
-            "today's date; give full timestamps such as 2020-01-31 14:05:00"
-        )
+    advice = ": pandas would put them on today's date; give full timestamps such as 2020-01-31 14:05:00"
+    _refuse(text, clock, "times of day without dates", advice, what, where)
     dayfirst = _date_order(text, dayfirst, what, where)
     try:
         parsed = pd.to_datetime(col, dayfirst=dayfirst, format="mixed")
@@ -168,13 +163,16 @@ def parse_times(
         raise UserError(f"data.time: {what} of {where} does not parse as dates: {first_line(e)}") from None
     parsed = _datetimes(parsed, name, where)
     yearless = (parsed.dt.year == 1).to_numpy(bool)  # "Jan 5": pandas makes it the year 1
-    if yearless.any():
-        i = parsed.index[yearless][0]
-        raise UserError(
-            f"data.time: {what} of {where} holds dates without a year, such as {col.loc[i]!r} at "
-            f"{row_name(i)} (1-based, header not counted); give full dates such as 2020-01-31"
-        )
+    _refuse(col, yearless, "dates without a year", "; give full dates such as 2020-01-31", what, where)
     return parsed
+
+
+def _refuse(values: pd.Series, bad: np.ndarray, holds: str, advice: str, what: str, where: str) -> None:
+    if bad.any():
+        raise UserError(
+            f"data.time: {what} of {where} holds {holds}, such as {_example(values, bad)} "
+            f"(1-based, header not counted){advice}"
+        )
 
 
 def check_repeated_times(

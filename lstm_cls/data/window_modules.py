@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from lstm_cls import UserError
 from lstm_cls.data import tables
 from lstm_cls.data.batches import loader
-from lstm_cls.data.header import as_names, time_columns
+from lstm_cls.data.header import plain_time, time_columns
 from lstm_cls.data.scaling import fit_scaler, scale_
 from lstm_cls.data.series import Series, concat, group_lengths, synthetic
 from lstm_cls.data.splits import fraction_keeping
@@ -25,38 +25,72 @@ from lstm_cls.data.windows import SPLITS, WindowSet, latest_part, make_splits, s
 log = logging.getLogger(__name__)
 
 
-def trained_clip(stats: dict[str, Any] | None, clip: float | None) -> float | None:
-    """data.clip, or a checkpoint's own (its `stats`) when it has one: evaluated as it was trained."""
-    if stats is not None and "clip" in stats:
-        clip = stats["clip"]
-    return None if clip is None else float(clip)
-
-
-def plain_time(time: Any) -> str | list[str] | None:
-    """data.time as plain data: a column name, or a list of them (Hydra hands over a ListConfig, which a
-    checkpoint's data_info, loaded with weights_only, could not hold)."""
-    return time if time is None or isinstance(time, str) else [str(c) for c in time]
+def settings_of(fn: Callable[..., Any], kwargs: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`fn`'s keyword settings, taken out of `kwargs`, each at `fn`'s own default where kwargs lacks it:
+    the settings are declared once, in `fn`'s signature."""
+    params = inspect.signature(fn).parameters.values()
+    return {
+        p.name: kwargs.pop(p.name, p.default)
+        for p in params
+        if p.default is not p.empty and p.name not in skip
+    }
 
 
 class BatchedDataModule(L.LightningDataModule):
-    """What every data module here shares: `sets` (train, val, test) of rows gathered a batch at a time,
-    and their loaders. Subclasses fill `sets` in `setup`."""
+    """What every data module here shares: `sets` (train, val, test) of rows gathered a batch at a time, their
+    loaders, and their scaling (`scale`, `clip`), fitted on the training part unless `stats` gives it.
+    Subclasses fill `sets`, `feature_names` and `class_names` in `setup`."""
 
     def __init__(
-        self, batch_size: int = 32, num_workers: int = 0, block: int = 64, eval_batch_size: int = 1024
+        self,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        block: int = 64,
+        eval_batch_size: int = 1024,
+        stats: dict[str, Any] | None = None,
+        scale: str = "standard",
+        clip: float | None = None,
     ):
         super().__init__()
         self.batch_size, self.num_workers = batch_size, num_workers
         self.block, self.eval_batch_size = block, eval_batch_size
+        # stats: a checkpoint's data_info, to evaluate it: its "mean", "std", "scale" and, if it has one,
+        # "clip" win over the settings, so that its rows are scaled as they were in training
+        self.stats = stats
+        stats = stats or {}
+        self.scale, clip = stats.get("scale", scale), stats.get("clip", clip)
+        self.clip = None if clip is None else float(clip)
         self.sets: dict[str, Any] = {}
 
-    # after setup(): what building a model needs (`n_features`, `n_classes`) and the classes' names
-    n_features: int
+    feature_names: list[str]  # after setup()
     class_names: list[str]
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    def fit_scaling(self, fit: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """`mean` and `std`: the checkpoint's (`stats`), or `fit()` over the training part."""
+        if self.stats is not None:
+            self.mean, self.std = torch.tensor(self.stats["mean"]), torch.tensor(self.stats["std"])
+        else:
+            self.mean, self.std = fit()
+
+    def info(self) -> dict[str, Any]:
+        """Plain data that using a trained model needs (goes into checkpoints)."""
+        return {
+            "feature_names": self.feature_names,
+            "class_names": self.class_names,
+            # the centre and scale applied, whatever data.scale: x -> (x - mean) / std, then clipped to +-clip
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "scale": self.scale,
+            "clip": self.clip,
+        }
 
     def _on_device(self) -> dict[str, Any]:
         """The sets, moved once to the trainer's device (a GPU) when there is one."""
@@ -99,24 +133,17 @@ class WindowDataModule(BatchedDataModule):
         horizon: int = 0,
         val_fraction: float = 0.125,
         test_fraction: float = 0.175,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        block: int = 64,
-        eval_batch_size: int = 1024,
-        stats: dict[str, Any] | None = None,
         train_fraction: float = 1.0,
-        scale: str = "standard",
-        clip: float | None = None,
+        **batched: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, block, eval_batch_size)
+        super().__init__(**batched)
         self.load = load
-        self.train_fraction = train_fraction
-        # scaling to use instead of fitting it (a checkpoint's data_info, to evaluate it): "mean", "std" and,
-        # if it has one, "clip", which then wins over `clip`: the checkpoint's windows are scaled as trained
-        self.stats = stats
-        self.scale, self.clip = (stats or {}).get("scale", scale), trained_clip(stats, clip)
         self.window, self.stride, self.horizon = window, stride, horizon
-        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.val_fraction, self.test_fraction, self.train_fraction = (
+            val_fraction,
+            test_fraction,
+            train_fraction,
+        )
         self.series: Series | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -136,14 +163,11 @@ class WindowDataModule(BatchedDataModule):
                 kept,
                 whole,
             )
-        if self.stats is not None:
-            self.mean, self.std = torch.tensor(self.stats["mean"]), torch.tensor(self.stats["std"])
-        else:
-            # from the kept training steps only: a point of the learning curve is then a run that was given
-            # only that much data, its normaliser included; statistics of the steps left out would carry
-            # information from data it was not given. The val/test windows are the same steps at every
-            # fraction; only the normaliser that scales them is each run's own
-            self.mean, self.std = fit_scaler(series.x, segments["train"], self.scale)
+        # from the kept training steps only: a point of the learning curve is then a run that was given only
+        # that much data, its normaliser included; statistics of the steps left out would carry information
+        # from data it was not given. The val/test windows are the same steps at every fraction; only the
+        # normaliser that scales them is each run's own
+        self.fit_scaling(lambda: fit_scaler(series.x, segments["train"], self.scale))
         scale_(series.x, {"mean": self.mean, "std": self.std}, self.clip)
         starts, dropped = make_splits(series, segments, self.window, self.stride, self.horizon)
         if any(dropped.values()):
@@ -162,7 +186,7 @@ class WindowDataModule(BatchedDataModule):
                     f"no {split} window: the {split} part of each series has {lengths} steps, "
                     f"fewer than data.window={self.window} + data.horizon={self.horizon}"
                 )
-        self.series = series
+        self.series, self.feature_names, self.class_names = series, series.feature_names, series.class_names
         self.sets = {s: WindowSet(series.x, series.y, starts[s], self.window, self.horizon) for s in SPLITS}
         log.info("windows: %s", {s: len(w) for s, w in self.sets.items()})
 
@@ -186,31 +210,8 @@ class WindowDataModule(BatchedDataModule):
         """Step ranges of train, val and test: each group cut chronologically by the fractions."""
         return split_segments(series, self.val_fraction, self.test_fraction)
 
-    @property
-    def n_features(self) -> int:
-        assert self.series is not None, "call setup() first"
-        return self.series.x.shape[1]
-
-    @property
-    def class_names(self) -> list[str]:
-        assert self.series is not None, "call setup() first"
-        return self.series.class_names
-
     def info(self) -> dict[str, Any]:
-        """Plain data that using a trained model needs (goes into checkpoints)."""
-        assert self.series is not None, "call setup() first"
-        return {
-            "feature_names": self.series.feature_names,
-            "class_names": self.series.class_names,
-            # the centre and scale applied, whatever data.scale: x -> (x - mean) / std, then clipped to +-clip
-            "mean": self.mean.tolist(),
-            "std": self.std.tolist(),
-            "scale": self.scale,
-            "clip": self.clip,
-            "window": self.window,
-            "stride": self.stride,
-            "horizon": self.horizon,
-        }
+        return {**super().info(), "window": self.window, "stride": self.stride, "horizon": self.horizon}
 
     def _on_device(self) -> dict[str, Any]:
         """The sets, moved once, series and all (shared by the splits, so moved once, not per split)."""
@@ -225,18 +226,17 @@ class WindowDataModule(BatchedDataModule):
 
 
 class SyntheticDataModule(WindowDataModule):
-    """`data=synthetic`: the embedded generator. Its arguments (length, n_features, n_classes, noise,
-    signal, regime, seed) go to `synthetic`, which holds their defaults; the rest to the windowing.
-    """
+    """`data=synthetic`: the embedded generator. Its settings (length, n_features, n_classes, noise, signal,
+    regime, seed) are `synthetic`'s, with its defaults; the rest go to the windowing."""
 
     def __init__(self, **kwargs: Any) -> None:
-        names = inspect.signature(synthetic).parameters
-        generator = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+        generator = settings_of(synthetic, kwargs)
         super().__init__(partial(synthetic, **generator), **kwargs)
 
 
 class CsvDataModule(WindowDataModule):
-    """`data=csv` and its presets: a table file (see `tables.table` for the column rules).
+    """`data=csv` and its presets: a table file. How it is read (features, time, group, groups, nan,
+    dayfirst) is `tables.table`'s settings, with its defaults; the rest go to the windowing.
 
     `val_path` / `test_path` give whole files for validation / test instead of carving them from
     `path`; they are windowed with the training file's normalisation and class names.
@@ -246,27 +246,16 @@ class CsvDataModule(WindowDataModule):
         self,
         path: str | None = None,
         target: str | None = None,
-        features: str | list[str] | None = None,
-        time: str | list[str] | None = None,
-        group: str | None = None,
-        groups: list | None = None,
-        nan: str = "ffill",
-        dayfirst: bool | None = None,
         val_path: str | None = None,
         test_path: str | None = None,
         hint: str = "",
-        **window_kwargs: Any,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(self._load, **window_kwargs)
+        self.columns = settings_of(tables.table, kwargs, skip=("classes", "where", "group_key"))
+        self.columns["time"] = plain_time(self.columns["time"])  # a list: columns joined into one timestamp
+        self.nan = self.columns["nan"]
+        super().__init__(self._load, **kwargs)
         self.path, self.target, self.hint = path, target, hint
-        self.columns = {
-            "features": features,
-            "time": plain_time(time),  # a list: columns joined into one timestamp (tables.table)
-            "group": group,
-            "groups": groups,
-            "dayfirst": dayfirst,
-        }
-        self.nan = nan
         self.extra = {"val": val_path, "test": test_path}
 
     def _load(self) -> Series:
@@ -276,9 +265,7 @@ class CsvDataModule(WindowDataModule):
             )
         if not self.target:
             raise UserError("data.target is not set: pass data.target=COLUMN, the label column")
-        # a bare string is one name (features="ab" is the column "ab"), never split into letters
-        cols = {k: (as_names(v) if k in ("features", "groups") else v) for k, v in self.columns.items()}
-        cols["nan"] = self.nan
+        cols = self.columns
         main = tables.table(tables.read_table(self.path), self.target, where=self.path, **cols)
         self._check_lengths(main, self.path)
         parts, self.n_main = [main], len(main.bounds)
@@ -291,13 +278,8 @@ class CsvDataModule(WindowDataModule):
                 # by name, in the training file's order: never the file's own choice of columns
                 skip = (self.target, *time_columns(cols["time"]), cols["group"])
                 tables.same_features(df, main.feature_names, skip, path, key, exact=cols["features"] is None)
-                part = tables.table(
-                    df,
-                    self.target,
-                    classes=main.class_names,
-                    where=path,
-                    **{**cols, "features": main.feature_names},
-                )
+                features = {**cols, "features": main.feature_names}
+                part = tables.table(df, self.target, classes=main.class_names, where=path, **features)
                 self._check_lengths(part, path)
                 self.extra_bounds[split] = [(a + offset, b + offset) for a, b in part.bounds]
                 parts.append(part)
@@ -306,12 +288,8 @@ class CsvDataModule(WindowDataModule):
 
     def info(self) -> dict[str, Any]:
         # and how the table was read, so that `predict` reads a new file the same way
-        return {
-            **super().info(),
-            "target": self.target,
-            **{k: self.columns[k] for k in ("time", "group", "dayfirst")},
-            "nan": self.nan,
-        }
+        read = {k: self.columns[k] for k in ("time", "group", "dayfirst", "nan")}
+        return {**super().info(), "target": self.target, **read}
 
     def _check_lengths(self, series: Series, path: str) -> None:
         short = [n for n in group_lengths(series) if n < self.window + self.horizon]
