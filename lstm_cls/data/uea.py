@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -63,25 +64,28 @@ def _aeon_data_dir() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
 
 
-def _is_classification(path: Path) -> bool:
-    """Whether a shipped file's header declares class labels, not regression targets.
+def _header(f: TextIO) -> dict[str, list[str]]:
+    """The tags of an open .ts file's header, up to @data, split as aeon's `_load_header_info` splits them
+    (the tag's first character dropped, whatever it is; the last line of a tag wins), but not lower-cased."""
+    tags: dict[str, list[str]] = {}
+    for line in f:
+        tokens = re.sub(r"\s+", " ", line.strip()).split(" ")
+        if not line.strip() or tokens[0].startswith("#"):
+            continue
+        key = tokens[0][1:].lower()
+        if key == "data":
+            break
+        tags[key] = tokens[1:]
+    return tags
 
-    Only the header tags aeon itself reads are looked at: `@classLabel` (true unless it says false, as in
-    aeon) and `@targetLabel true` (a regression problem such as Covid3Month, useless to a classifier).
-    """
-    labelled = True
+
+def _is_classification(path: Path) -> bool:
+    """Whether a shipped file's header declares class labels (`@classLabel` not false, as in aeon), not
+    regression targets (`@targetLabel true`: a problem such as Covid3Month, useless to a classifier)."""
     with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            tokens = line.strip().lower().split()
-            if not tokens or tokens[0].startswith("#"):
-                continue
-            if tokens[0] == "@data":
-                break
-            if tokens[0] == "@targetlabel" and tokens[1:2] == ["true"]:
-                return False
-            if tokens[0] == "@classlabel" and tokens[1:2] == ["false"]:
-                labelled = False
-    return labelled
+        tags = _header(f)
+    said = {k: (tags.get(k) or [""])[0].lower() for k in ("classlabel", "targetlabel")}
+    return said["classlabel"] != "false" and said["targetlabel"] != "true"
 
 
 @lru_cache(maxsize=1)
@@ -134,25 +138,6 @@ def _load_aeon(p: Path, what: str) -> tuple[object, np.ndarray, dict]:
     return x, y, meta
 
 
-def _case_arrays(x: object, where: str, what: str) -> list[np.ndarray]:
-    """aeon's data as a list of float64 [channels, timesteps_i] arrays, one per case."""
-    if isinstance(x, np.ndarray):
-        if x.size == 0 and x.ndim != 3:
-            return []  # aeon's np.array([]) for a file with no cases after @data
-        if x.ndim != 3:
-            raise UserError(
-                f"{what}: aeon read {where} as an array of shape {x.shape}, not [cases, channels, steps]"
-            )
-        return [np.asarray(case, dtype=np.float64) for case in x]
-    cases = [np.asarray(case, dtype=np.float64) for case in x]  # type: ignore[attr-defined]
-    for i, case in enumerate(cases):
-        if case.ndim != 2:
-            raise UserError(
-                f"{what}: aeon read case {i} (0-based) of {where} with shape {case.shape}, not 2D"
-            )
-    return cases
-
-
 def read_ts(path: str | Path, what: str = "data.path") -> Cases:
     """The labelled cases of a `.ts` file of the UEA/UCR archive, read with aeon.
 
@@ -181,7 +166,7 @@ def read_ts(path: str | Path, what: str = "data.path") -> Cases:
             f"{what}: {where} has no class labels (@classLabel false or @targetLabel true: a regression "
             "problem); a classifier needs one class label per case"
         )
-    cases = _case_arrays(x, where, what)
+    cases = [np.asarray(case, dtype=np.float64) for case in x]  # [channels, timesteps_i] each
     if not cases:
         raise UserError(f"{what}: {where} has no cases after @data")
     labels = np.asarray(y).astype(str)
@@ -195,7 +180,7 @@ def read_ts(path: str | Path, what: str = "data.path") -> Cases:
     return Cases(
         x=out,
         y=labels,
-        channel_names=[f"dim_{c}" for c in range(cases[0].shape[0])],
+        channel_names=[f"dim_{c}" for c in range(out[0].shape[1])],
         source=str(p),
         spelled=spelled,
     )
@@ -204,29 +189,15 @@ def read_ts(path: str | Path, what: str = "data.path") -> Cases:
 def _spellings(p: Path) -> tuple[list[str], list[str]]:
     """The labels @classLabel declares and each case's label, as the file spells them (aeon lower-cases them).
 
-    Split as aeon's `_load_header_info` and `_load_data` split them, less the lower-casing: the header's
-    last `@classLabel` line's tokens after `true`; each line after `@data` is a case whose label is its last
+    Split as aeon's `_load_data` splits them: each line after `@data` is a case whose label is its last
     `:` field (`):` with @timeStamps true). Called once aeon has read the file, so it is well formed.
     """
-    declared: list[str] = []
-    labels: list[str] = []
-    timestamps = False
     with open(p, encoding="utf-8") as f:  # as aeon opens it (universal newlines)
-        for line in f:
-            tokens = re.sub(r"\s+", " ", line.strip()).split(" ")
-            key = tokens[0][1:].lower()  # aeon drops the tag's first character, whatever it is
-            if not line.strip() or tokens[0].startswith("#"):
-                continue
-            if key == "data":
-                break
-            if key == "timestamps":
-                timestamps = [t.lower() for t in tokens[1:2]] == ["true"]
-            elif key == "classlabel":
-                declared = [t.strip() for t in tokens[2:]]
-        for line in f:
-            text = line.strip()
-            labels.append(re.sub(r"\s", "", text).split("):")[-1] if timestamps else text.split(":")[-1])
-    return declared, labels
+        tags = _header(f)
+        timestamps = [t.lower() for t in tags.get("timestamps", [])[:1]] == ["true"]
+        cases = [line.strip() for line in f]
+    declared = [t.strip() for t in tags.get("classlabel", [])[1:]]
+    return declared, [re.sub(r"\s", "", c).split("):")[-1] if timestamps else c.split(":")[-1] for c in cases]
 
 
 def _check_labels(p: Path, n: int, labels: np.ndarray, where: str, what: str) -> dict[str, str]:
@@ -267,6 +238,8 @@ def _check_labels(p: Path, n: int, labels: np.ndarray, where: str, what: str) ->
 def _checked(case: np.ndarray, i: int, label: str, where: str, what: str) -> np.ndarray:
     """One case as float32 [timesteps, channels], or the UserError that says why it cannot be."""
     at = f"{what}: case {i} (0-based) of {where}"
+    if case.ndim != 2:
+        raise UserError(f"{at} was read by aeon with shape {case.shape}, not [channels, steps]")
     if case.shape[0] < 1:
         raise UserError(f"{at} has no values before its class label (a line without a colon?)")
     if case.shape[1] < 1:
