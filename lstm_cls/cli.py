@@ -1,5 +1,6 @@
 """What the `key=value` entry points share (predict, evaluate, export): parsing, `--help`, where scores of a
-checkpoint go, and the `error:` exit."""
+checkpoint go, and the `error:` exit. And what every reader of settings shares: `parse_override` (the
+setting an override sets) and `SHORT_NAMES` (settings' short names)."""
 
 from __future__ import annotations
 
@@ -42,11 +43,48 @@ def override_key(override: str) -> str:
     return parse_override(override)[0]
 
 
-def refuse_data_settings(argv: list[str], tool: str, keys: Sequence[str]) -> None:
-    """A tool that scores a checkpoint reads new data with the checkpoint's own data settings (source kind,
-    target, features, window, normalisation...): the model means nothing with others. Of the `data` keys,
-    only those among the tool's `keys` (which file, how its dates are written) may be given; any other is a
-    UserError saying that it comes from the checkpoint."""
+# settings' short names: summary.csv's columns (always shown; another key by its full name) and TensorBoard's
+# run names (`tb/hidden=32,batch_size=128`; another key by its last part)
+SHORT_NAMES = {
+    "model.hidden": "hidden",
+    "data.batch_size": "batch_size",
+    "trainer.max_epochs": "max_epochs",
+    "seed": "seed",
+    "model.lr": "lr",
+}
+
+# predict's and evaluate's arguments: of the data settings, which file and how its dates are written (null: as
+# in training); every other is the checkpoint's. output null: beside the checkpoint's run (check_tool)
+SCORING: dict[str, Any] = {
+    "ckpt_path": None,
+    "output": None,
+    "batch_size": 4096,
+    "threads": 1,
+    "data": {"path": None, "dayfirst": None},
+}
+SCORING_ARGS = [  # key, default, meaning (None: the tool's own): --help prints them
+    ("ckpt_path", "(required)", "the model: outputs/runs/<run>/checkpoints/best.ckpt"),
+    ("data.path", "(required)", None),
+    ("data.dayfirst", "null", "its dates dd-mm-yyyy (true) or mm-dd-yyyy (false); null: as in training"),
+    ("output", "null", None),
+    ("batch_size", "4096", "windows per forward pass"),
+    ("threads", "1", "torch threads"),
+]
+
+
+def scoring_help(tool: str, summary: str, meanings: Mapping[str, str]) -> str:
+    """predict's or evaluate's `--help`: SCORING_ARGS, the tool's own `meanings` of data.path and output."""
+    args = [(k, d, m or meanings[k]) for k, d, m in SCORING_ARGS]
+    ckpt = "ckpt_path=outputs/runs/<run>/checkpoints/best.ckpt"
+    return usage(tool, summary, args, [f"python -m lstm_cls.{tool} {ckpt} data.path=new.csv"])
+
+
+def parse_scoring(tool: str, argv: list[str]) -> DictConfig:
+    """predict's or evaluate's arguments over SCORING. A tool that scores a checkpoint reads new data with
+    the checkpoint's own data settings (source kind, target, features, window, normalisation...): the model
+    means nothing with others. Of the `data` keys, only SCORING_ARGS' (which file, how its dates are written)
+    may be given; any other is a UserError saying that it comes from the checkpoint."""
+    keys = [k for k, _, _ in SCORING_ARGS]
     for a in argv:
         key = override_key(a)
         if key == "data":  # a config group choice of `train` (data=csv, data=uea...)
@@ -63,6 +101,7 @@ def refuse_data_settings(argv: list[str], tool: str, keys: Sequence[str]) -> Non
                 f"{key} comes from the checkpoint: a model is scored with the data settings it was trained "
                 f"with; {tool} takes {', '.join(keys)} (python -m lstm_cls.{tool} --help)"
             )
+    return parse(SCORING, argv)
 
 
 def usage(tool: str, summary: str, args: Sequence[tuple[str, str, str]], examples: Sequence[str]) -> str:

@@ -16,36 +16,25 @@ import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lstm_cls import UserError
-from lstm_cls.cli import check_tool, file_stem, free_path, parse, refuse_data_settings, run, run_folder, usage
+from lstm_cls.cli import check_tool, file_stem, free_path, parse_scoring, run, run_folder, scoring_help
+from lstm_cls.metrics import Evaluation, evaluation
 
-DEFAULTS: dict[str, Any] = {
-    "ckpt_path": None,
-    "output": None,  # null: <run>/evaluations/<file stem>.json; never overwritten
-    "batch_size": 4096,
-    "threads": 1,
-    # which file, and how its dates are written (null: as in training); every other data setting is the
-    # checkpoint's: the windows, classes and normalisation the model was trained with
-    "data": {"path": None, "dayfirst": None},
-}
-ARGS = [  # key, default, meaning: --help prints them
-    ("ckpt_path", "(required)", "the model: outputs/runs/<run>/checkpoints/best.ckpt"),
-    ("data.path", "(required)", "the file (.csv, .csv.gz, .txt, .parquet; .ts), with the label column"),
-    ("data.dayfirst", "null", "its dates dd-mm-yyyy (true) or mm-dd-yyyy (false); null: as in training"),
-    ("output", "null", "null: <run>/evaluations/<file stem>.json; or a new .json file"),
-    ("batch_size", "4096", "windows per forward pass"),
-    ("threads", "1", "torch threads"),
-]
-HELP = usage(
+if TYPE_CHECKING:
+    import lightning as L
+
+HELP = scoring_help(
     "evaluate",
     "Score a checkpoint on every labelled window (or case) of a whole file; print the metrics and the\n"
     "confusion matrix, and write them as JSON. The file is read with the checkpoint's data settings\n"
     "(target, features, time, group, window, stride, horizon, NaN rule, normalisation, classes): they\n"
     "cannot be given.",
-    ARGS,
-    ["python -m lstm_cls.evaluate ckpt_path=outputs/runs/<run>/checkpoints/best.ckpt data.path=new.csv"],
+    {
+        "data.path": "the file (.csv, .csv.gz, .txt, .parquet; .ts), with the label column",
+        "output": "null: <run>/evaluations/<file stem>.json; or a new .json file",
+    },
 )
 
 
@@ -62,7 +51,7 @@ def confusion_table(names: Sequence[str], matrix: Sequence[Sequence[int]]) -> st
     return "\n".join(lines)
 
 
-def write_new(out: Path, result: dict[str, Any], stem: str | None) -> Path:
+def write_new(out: Path, result: Evaluation, stem: str | None) -> Path:
     """Write `result` as JSON to `out`, never over an existing file. A name taken since the arguments were
     checked is an error for the user's `output=` (stem None); for the default one, `stem` with the next
     free counter."""
@@ -79,7 +68,22 @@ def write_new(out: Path, result: dict[str, Any], stem: str | None) -> Path:
             out = free_path(out.parent, stem, out.suffix)
 
 
-def evaluate(cfg: Any) -> dict[str, Any]:
+def tester(accelerator: str = "cpu") -> L.Trainer:
+    """A Trainer that only tests a model (evaluate, and nested epochs' shorter runs) and writes nothing: no
+    logger (a run's metrics.csv and events must not get these tests), checkpoint, progress bar or summary."""
+    import lightning as L
+
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+def evaluate(cfg: Any) -> Evaluation:
     """Score the checkpoint on every labelled window (or case) of `cfg.data.path`; print and write it."""
     out = check_tool("evaluate", cfg)
     import torch
@@ -102,8 +106,6 @@ def evaluate(cfg: Any) -> dict[str, Any]:
             "on data=csv or data=uea"
         )
     rows = read(info, cfg.data.path, labelled=True, dayfirst=cfg.data.dayfirst)
-    import lightning as L
-
     from lstm_cls.data.batches import loader
     from lstm_cls.model import LSTMClassifier
 
@@ -111,32 +113,17 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
     model = LSTMClassifier.from_checkpoint(cfg.ckpt_path)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
     # the LightningModule's own test step: the same loss and metrics as the run's test
-    trainer.test(model, dataloaders=loader(rows.data, cfg.batch_size, False), verbose=False)
+    tester().test(model, dataloaders=loader(rows.data, cfg.batch_size, False), verbose=False)
     classes = info["class_names"]
     counts = torch.bincount(rows.data.labels(), minlength=len(classes)).tolist()
-    result: dict[str, Any] = {
-        "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
-        "data_path": str(Path(cfg.data.path).resolve()),
-        **model.epoch_metrics["test"],
-        "windows": len(rows.data),  # cases, for a model of labelled sequences (as in metrics.json)
-        **{f"classes/{c}": k for c, k in zip(classes, counts, strict=True)},
-        "class_names": classes,
-        # rows: true class, columns: predicted class
-        "confusion_matrix": model.confusion_matrix.tolist(),
-    }
-    absent = [c for c, k in zip(classes, counts, strict=True) if k == 0]
-    if absent:  # AUROC of a class without positives is undefined: never torchmetrics' 0.0 for it
-        result["test/auroc"] = None
-        result["test/auroc_undefined"] = f"no window of class {', '.join(absent)}"
+    result = evaluation(
+        str(Path(cfg.ckpt_path).resolve()),
+        str(Path(cfg.data.path).resolve()),
+        model.epoch_metrics["test"],
+        dict(zip(classes, counts, strict=True)),
+        model.confusion_matrix.tolist(),
+    )
     path = write_new(out, result, None if cfg.output else file_stem(cfg.data.path))
     print(json.dumps({k: v for k, v in result.items() if k not in ("confusion_matrix", "class_names")}))
     print(confusion_table(classes, result["confusion_matrix"]))
@@ -145,8 +132,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
-    refuse_data_settings(argv, "evaluate", [k for k, _, _ in ARGS])
-    evaluate(parse(DEFAULTS, argv))
+    evaluate(parse_scoring("evaluate", argv))
 
 
 if __name__ == "__main__":

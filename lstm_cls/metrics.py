@@ -1,10 +1,12 @@
-"""A run's results, `metrics.json`: its keys, built for the runs that write it, read back checked.
+"""The results schema: a run's `metrics.json` (RunMetrics) and a checkpoint's scores on a file
+(`Evaluation`), their keys, built for the commands that write them, metrics.json read back checked.
 
-Written by training (`train.fit_and_test`: a completed run; `train.interrupted`: Ctrl-C or SIGTERM) and by
-a sweep's nested epochs (`nested.write_runs`: a shorter run derived from a longer job). Read by the sweeper
-(`sweeps.completed`: which jobs are done), the report (`report.read`) and TensorBoard (`tensorboard.
-write_final`: the final scalars). The file's keys, their order and their values are those training has
-always written: the builders here only put them in one place.
+metrics.json is written by training (`train.fit_and_test`: a completed run; `train.interrupted`: Ctrl-C or
+SIGTERM) and by a sweep's nested epochs (`nested.write_runs`: a shorter run derived from a longer job). Read
+by the sweeper (`sweeps.completed`: which jobs are done), the report (`report.read`) and TensorBoard
+(`tensorboard.write_final`: the final scalars). `evaluate` writes `<run>/evaluations/<file stem>.json` with
+the same test/ keys. The files' keys, their order and their values are those the commands have always
+written: the builders here only put them in one place.
 
 No torch here, nor OmegaConf: the sweeper and the report read these files before any job runs.
 """
@@ -102,10 +104,15 @@ def completed(
         "threads": counts["threads"],
         "world_size": counts["world_size"],
     }
-    if no_test_window:  # AUROC of a class without positives is undefined: never torchmetrics' 0.0 for it
+    return _auroc_undefined(m, no_test_window, "test window")  # type: ignore[return-value]
+
+
+def _auroc_undefined(m: dict[str, Any], absent: list[str], what: str) -> dict[str, Any]:
+    """`m`, test/auroc null where a class has no `what`: undefined, never torchmetrics' 0.0 for it."""
+    if absent:
         m["test/auroc"] = None
-        m["test/auroc_undefined"] = f"no test window of class {', '.join(no_test_window)}"
-    return m  # type: ignore[return-value]
+        m["test/auroc_undefined"] = f"no {what} of class {', '.join(absent)}"
+    return m
 
 
 def interrupted(train: dict, val: dict, epochs: int, global_step: int) -> RunMetrics:
@@ -129,6 +136,43 @@ def derived(long: RunMetrics, ended: dict[str, Any], seconds: dict[str, float], 
     m.update(_rounded(seconds))
     m.update(counts)
     return m  # type: ignore[return-value]
+
+
+# evaluate's scores of a checkpoint on a whole labelled file (`<run>/evaluations/<file stem>.json`), in the
+# order written: the test/ keys as in metrics.json, then `classes/<class>` (its windows) once per class
+Evaluation = TypedDict(
+    "Evaluation",
+    {
+        "ckpt_path": str,  # the model scored, resolved
+        "data_path": str,  # the file scored, resolved
+        "test/loss": float,
+        "test/acc": float,
+        "test/f1": float,
+        "test/auroc": float | None,  # null where a class has no window (test/auroc_undefined says so)
+        "windows": int,  # windows scored; cases, for a model of labelled sequences (as in metrics.json)
+        "class_names": list[str],
+        "confusion_matrix": list[list[int]],  # rows: true class, columns: predicted class
+        "test/auroc_undefined": str,
+    },
+    total=False,
+)
+
+
+def evaluation(
+    ckpt_path: str, data_path: str, test: dict, classes: dict[str, int], confusion: list
+) -> Evaluation:
+    """evaluate's scores: `test`, the model's test figures (`epoch_metrics["test"]`); `classes`, the file's
+    windows per class, in the model's order; `confusion`, the confusion matrix."""
+    m: dict[str, Any] = {
+        "ckpt_path": ckpt_path,
+        "data_path": data_path,
+        **test,
+        "windows": sum(classes.values()),  # every window scored has a label (predict.read, labelled=True)
+        **{f"classes/{c}": k for c, k in classes.items()},
+        "class_names": list(classes),
+        "confusion_matrix": confusion,
+    }
+    return _auroc_undefined(m, [c for c, k in classes.items() if k == 0], "window")  # type: ignore[return-value]
 
 
 class Unfit(ValueError):

@@ -150,21 +150,20 @@ class FirstEpochsLogger(TensorBoardLogger):
 
 
 def tensorboard_loggers(snapshots: Snapshots) -> dict[int, FirstEpochsLogger]:
-    """A TensorBoard run for each shorter job, in its folder under its own label (`tb/epochs=10,...`)."""
+    """A TensorBoard run for each shorter job, in its folder under its own label (`tb/max_epochs=10,...`)."""
     from omegaconf import OmegaConf
 
-    from lstm_cls.tensorboard import TB_DIR, job_label
+    from lstm_cls.tensorboard import tb_version
 
     out = {}
     for epochs, run in snapshots.targets.items():
         hydra_cfg = OmegaConf.load(run / ".hydra" / "hydra.yaml")
-        label = job_label(hydra_cfg)
         out[epochs] = FirstEpochsLogger(
             epochs,
             hydra_cfg,
             save_dir=str(run),
             name="",
-            version=f"{TB_DIR}/{label}" if label else "",
+            version=tb_version(hydra_cfg),
             default_hp_metric=False,
         )
     return out
@@ -199,17 +198,11 @@ def write_runs(
     completed run); returns each folder with the metrics written there. `tensorboard`: the shorter runs'
     loggers (`tensorboard_loggers`), if any."""
     from lstm_cls.checkpoints import load
+    from lstm_cls.evaluate import tester
 
     written = []
-    # a Trainer without loggers: the longer run's metrics.csv and events must not get these tests
-    tester = L.Trainer(
-        accelerator=accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    # the longer run's metrics.csv and events must not get these tests: a tester logs nothing
+    trainer = tester(accelerator)
     for epochs, snap in sorted(snapshots.taken.items()):
         run = snapshots.targets[epochs]
         before = model.seconds["test"]
@@ -219,7 +212,7 @@ def write_runs(
             raise RuntimeError(f"no checkpoint of epoch {epochs} was saved: {run} cannot be written")
         tested = load(snap["best"] or snap["last"])
         model.load_state_dict(tested["state_dict"])
-        tester.test(model, datamodule=dm, verbose=False)
+        trainer.test(model, datamodule=dm, verbose=False)
         test = dict(model.epoch_metrics.get("test", {}))
         metrics = run_metrics.derived(
             long_metrics,

@@ -21,37 +21,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lstm_cls import UserError
-from lstm_cls.cli import check_tool, parse, refuse_data_settings, run, usage
+from lstm_cls.cli import SCORING, check_tool, parse_scoring, run, scoring_help
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "ckpt_path": None,
-    "output": None,  # null: <run>/predictions/<file stem>.csv; .csv or .parquet; never overwritten
-    "batch_size": 4096,
-    "threads": 1,
-    # which file, and how its dates are written (null: as in training); every other data setting is the
-    # checkpoint's, so that the model sees what it was trained on
-    "data": {"path": None, "dayfirst": None},
-}
-ARGS = [  # key, default, meaning: --help prints them
-    ("ckpt_path", "(required)", "the model: outputs/runs/<run>/checkpoints/best.ckpt"),
-    ("data.path", "(required)", "the file (.csv, .csv.gz, .txt, .parquet; .ts): labels not needed"),
-    ("data.dayfirst", "null", "its dates dd-mm-yyyy (true) or mm-dd-yyyy (false); null: as in training"),
-    ("output", "null", "null: <run>/predictions/<file stem>.csv; or a new .csv / .parquet file"),
-    ("batch_size", "4096", "windows per forward pass"),
-    ("threads", "1", "torch threads"),
-]
-HELP = usage(
+DEFAULTS = SCORING  # its arguments, for `cli.parse(DEFAULTS, argv)` (cli.SCORING: predict and evaluate)
+HELP = scoring_help(
     "predict",
     "Predict the class of every window (or case) of a whole file, one row each. The file is read with the\n"
     "checkpoint's data settings (features, time, group, window, stride, NaN rule, normalisation, classes):\n"
     "they cannot be given.",
-    ARGS,
-    ["python -m lstm_cls.predict ckpt_path=outputs/runs/<run>/checkpoints/best.ckpt data.path=new.csv"],
+    {
+        "data.path": "the file (.csv, .csv.gz, .txt, .parquet; .ts): labels not needed",
+        "output": "null: <run>/predictions/<file stem>.csv; or a new .csv / .parquet file",
+    },
 )
 
 
@@ -254,8 +240,7 @@ def read_cases(info: dict[str, Any], path: str, labelled: bool, dayfirst: bool |
 
 
 def main(argv: list[str]) -> None:
-    refuse_data_settings(argv, "predict", [k for k, _, _ in ARGS])
-    predict(parse(DEFAULTS, argv))
+    predict(parse_scoring("predict", argv))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """TensorBoard: where a run writes its events, what its HParams tab lists, and its final scalars.
 
 In a Hydra multirun each job's events go into `<run_dir>/tb/<label>`, the label being the job's swept values
-in short form (`hidden=32,batch=128,epochs=40`), so that `tensorboard --logdir <sweep>` names each run by
-what it tried, not by its job number alone. A single run writes into its run directory, as it always did.
+in short form (`hidden=32,batch_size=128`, cli.SHORT_NAMES), so that `tensorboard --logdir <sweep>` names each
+run by what it tried, not by its job number alone. A single run writes into its run directory, as it did.
 
 No torch at import, and no resolver: `register_resolver` adds `lstm_cls.tb_version`
 (conf/logger/tensorboard.yaml), called where a command starts (`lstm_cls.entry.start`) and by `train`.
@@ -18,26 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from lstm_cls.cli import SHORT_NAMES
+
 if TYPE_CHECKING:
     import lightning as L
     from hydra.core.override_parser.types import Override
 
     from lstm_cls.metrics import RunMetrics
 
-# a swept setting's name in a job's label: short, so that a run's name fits TensorBoard's run list. Not
-# the report's column names (report.read.KNOWN: batch_size, max_epochs): both are what users see, in
-# tb/<label> folders and summary.csv, so each keeps its own
-SHORT = {
-    "model.hidden": "hidden",
-    "data.batch_size": "batch",
-    "trainer.max_epochs": "epochs",
-    "seed": "seed",
-    "model.lr": "lr",
-    "model.dropout": "dropout",
-    "model.weight_decay": "wd",
-    "data.train_fraction": "fraction",
-    "callbacks": "callbacks",
-}
 TB_DIR = "tb"  # the sub-folder of a job's run directory that holds its TensorBoard run
 # The tag prefix of the final values. TensorBoard's scalar dashboard groups tags by the part before the
 # first "/" and orders the cards by character code (its compareTagNames; Python's sorted() agrees): as
@@ -160,14 +148,14 @@ def _job_values(hydra: Any) -> dict[str, str]:
 
 
 def _short_names(keys: list[str]) -> dict[str, str]:
-    """SHORT's names, any other key by its last component; keys whose short names clash keep their own."""
-    short = {k: SHORT.get(k) or re.split(r"[./]", k.split("@")[0])[-1] for k in keys}
+    """SHORT_NAMES, any other key by its last component; keys whose short names clash keep their own."""
+    short = {k: SHORT_NAMES.get(k) or re.split(r"[./]", k.split("@")[0])[-1] for k in keys}
     taken = list(short.values())
     return {k: s if taken.count(s) == 1 else k for k, s in short.items()}
 
 
 def job_label(cfg: DictConfig | None = None) -> str | None:
-    """The current multirun job's swept values in short form, `hidden=32,batch=128,epochs=40`; None outside
+    """The current multirun job's swept values in short form, `hidden=32,batch_size=128`; None outside
     a multirun or where nothing is swept. `cfg`: Hydra's runtime config (`HydraConfig.get()`) or a config
     holding it under `hydra`; by default the running job's."""
     hydra = _hydra(cfg)
@@ -186,10 +174,11 @@ def job_label(cfg: DictConfig | None = None) -> str | None:
     return label
 
 
-def tb_version() -> str:
+def tb_version(cfg: DictConfig | None = None) -> str:
     """The TensorBoard logger's `version` (conf/logger/tensorboard.yaml): `tb/<job label>` in a multirun,
-    "" (the run directory itself) otherwise, Hydra not initialised (compose API) included."""
-    label = job_label()
+    "" (the run directory itself) otherwise, Hydra not initialised (compose API) included. `cfg` as for
+    `job_label`."""
+    label = job_label(cfg)
     return f"{TB_DIR}/{label}" if label else ""
 
 

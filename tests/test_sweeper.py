@@ -80,10 +80,10 @@ def test_a_derived_job_equals_a_separate_run_key_by_key(nested_sweep: Path, tmp_
         ea.Reload()
         return {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in ea.Tags()["scalars"]}
 
-    ours_tb, alone_tb = scalars(derived / "tb" / "epochs=2"), scalars(alone)
+    ours_tb, alone_tb = scalars(derived / "tb" / "max_epochs=2"), scalars(alone)
     assert set(ours_tb) == set(alone_tb) and len(ours_tb["val/loss"]) == 2
     # and its weight histograms stop at its own last epoch, as a separate run's do
-    ea = EventAccumulator(str(derived / "tb" / "epochs=2"), size_guidance={"histograms": 0})
+    ea = EventAccumulator(str(derived / "tb" / "max_epochs=2"), size_guidance={"histograms": 0})
     ea.Reload()
     steps = {e.step for tag in ea.Tags()["histograms"] for e in ea.Histograms(tag)}
     assert steps == {1, 2}

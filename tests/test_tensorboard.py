@@ -76,8 +76,9 @@ def test_job_label_names_the_swept_values_in_short_form(tmp_path):
         tmp_path, ["model.hidden=8,32", "data.batch_size=32,128", "trainer.max_epochs=20,40"]
     )
     this = ["model.hidden=32", "data.batch_size=128", "trainer.max_epochs=40"]
-    assert job_label(job(sweep, this)) == "hidden=32,batch=128,epochs=40"
-    assert job_label(OmegaConf.create({"hydra": job(sweep, this)})) == "hidden=32,batch=128,epochs=40"
+    # the names summary.csv's columns have (cli.SHORT_NAMES)
+    label = "hidden=32,batch_size=128,max_epochs=40"
+    assert job_label(job(sweep, this)) == label == job_label(OmegaConf.create({"hydra": job(sweep, this)}))
     assert job_label(job(sweep, this, mode="RUN")) is None  # a single run keeps its folder
     assert job_label(job(write_multirun(tmp_path / "one", ["model.hidden=8"]), ["model.hidden=8"])) is None
 
@@ -109,7 +110,8 @@ def test_job_label_short_names_and_odd_values(tmp_path):
         "data.window=16",
     ]
     assert job_label(job(sweep, this)) == (
-        "seed=2,lr=0.001,dropout=0.5,wd=0.1,fraction=0.5,callbacks=[default,early_stopping],path=b_x.csv,"
+        "seed=2,lr=0.001,dropout=0.5,weight_decay=0.1,train_fraction=0.5,callbacks=[default,early_stopping],"
+        "path=b_x.csv,"
         # two keys both called "patience": each by its full key
         "model.patience=1,callbacks.early_stopping.patience=4,window=16"
     )

@@ -16,19 +16,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lstm_cls import UserError, metrics, sweeps
-from lstm_cls.cli import override_key, parse_override
+from lstm_cls.cli import SHORT_NAMES, override_key, parse_override
 from lstm_cls.metrics import AT_END, OPTIONAL
 from lstm_cls.report.values import label, varies
 
-# always shown, under short names (summary.csv's columns; TensorBoard's run names use tensorboard.SHORT);
-# other swept keys are added under their full name
-KNOWN = {
-    "model.hidden": "hidden",
-    "data.batch_size": "batch_size",
-    "trainer.max_epochs": "max_epochs",
-    "seed": "seed",
-    "model.lr": "lr",
-}
 # the overfitting remedies a sweep may vary; early_stopping is read off the composed config (on/off)
 REMEDIES = ["model.dropout", "model.weight_decay", "early_stopping"]
 TRAIN_FRACTION = "data.train_fraction"
@@ -186,14 +177,14 @@ def read_job(run: Path) -> RunFiles:
 
 
 def setting_keys(overrides: list[list[str]]) -> list[str]:
-    """The named settings, then any other key set on a job's command line (Hydra's own left out)."""
+    """SHORT_NAMES' settings, then any other key set on a job's command line (Hydra's own left out)."""
     keys: set[str] = set()
     for typed in overrides:
         for o in typed:
             key = override_key(o)
             if not key.startswith(("hydra", "sweep.")) and key != "run_dir":  # how it ran, not what
                 keys.add(key)
-    return list(KNOWN) + sorted(keys - set(KNOWN))
+    return list(SHORT_NAMES) + sorted(keys - set(SHORT_NAMES))
 
 
 def job_row(job: RunFiles, keys: list[str]) -> dict:
@@ -208,7 +199,7 @@ def job_row(job: RunFiles, keys: list[str]) -> dict:
             # Lists (and untyped nodes) become one string, so that jobs can be grouped and plotted by them
             if isinstance(value, DictConfig) and k in typed:
                 value = typed[k]
-            row[KNOWN.get(k, k)] = label(value) if OmegaConf.is_config(value) else value
+            row[SHORT_NAMES.get(k, k)] = label(value) if OmegaConf.is_config(value) else value
         except OmegaConfBaseException as e:
             raise Unreadable(f".hydra/config.yaml: {k}: {str(e).splitlines()[0]}") from None
     # on when the composed config has the callback, however it got there (a callbacks list, an experiment)
@@ -277,13 +268,15 @@ def read_sweep(root: Path, runs: list[Path]) -> tuple[pd.DataFrame, tuple, list[
         print(f"no learning curve for {run}: {why}", file=sys.stderr)
     jobs = pd.DataFrame(rows)
     # the named settings always; any other key only where it differs between jobs (null counts as a value)
-    params = [KNOWN.get(k, k) for k in keys if k in KNOWN or varies(jobs[k])]
+    params = [SHORT_NAMES.get(k, k) for k in keys if k in SHORT_NAMES or varies(jobs[k])]
     if varies(jobs["early_stopping"]):
         params.append("early_stopping")
         # callbacks=[default],[default,early_stopping] only turns it on and off: one column says it
         if "callbacks" in params and _same_partition(jobs["callbacks"], jobs["early_stopping"]):
             params.remove("callbacks")
-    jobs = jobs.drop(columns=[k for k in [*keys, "early_stopping"] if k not in KNOWN and k not in params])
+    jobs = jobs.drop(
+        columns=[k for k in [*keys, "early_stopping"] if k not in SHORT_NAMES and k not in params]
+    )
     unreadable = [(run, f"skipped: {why}") for run, why in skipped]
     unreadable += [(run, f"no learning curve: {why}") for run, why in problems]
     return jobs, tuple(hists), params, unreadable
