@@ -148,20 +148,14 @@ def check_resume(
         if theirs[k] != hparams[k] and not (k in MODEL_SETTING and problems):
             name = MODEL_SETTING.get(k, f"model.{k}")
             problems.append(f"{name}={short_value(theirs[k])} (this run: {short_value(hparams[k])})")
-    path = _training_path(ckpt)
-    if (
-        standard_reasons is not None
-        and path is not None
-        and path != ("standard" if standard_reasons else "block")
-    ):
+    path = ckpt.get("train_path")  # written by the model; absent where saved before lstm_cls recorded it
+    ours = "standard" if standard_reasons else "block"
+    if standard_reasons is not None and path in ("block", "standard") and path != ours:
         # the two paths count their progress apart (blocks or batches, manual or automatic steps): the
         # other path would restart the step count at 0 and cut a resumed epoch at the wrong batch
-        ours = (
-            f"Lightning's standard path, for {'; '.join(standard_reasons)}"
-            if standard_reasons
-            else "the block path"
-        )
-        problems.append(f"the {path} training path (this run: {ours})")
+        reasons = "; ".join(standard_reasons)
+        this = f"Lightning's standard path, for {reasons}" if standard_reasons else "the block path"
+        problems.append(f"the {path} training path (this run: {this})")
     if problems:
         raise UserError(
             f"{where} was trained with {'; '.join(problems)}: a resume goes on as the run it continues: "
@@ -169,16 +163,8 @@ def check_resume(
         )
 
 
-def _training_path(ckpt: dict[str, Any]) -> str | None:
-    """ "block" or "standard": the path that saved the checkpoint (its own `train_path`, written by the
-    model); None for a checkpoint saved before lstm_cls recorded it."""
-    path = ckpt.get("train_path")
-    return path if path in ("block", "standard") else None
-
-
 def _close(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """The normalisation statistics of two data_info agree (to float32 rounding)."""
-
     for k in ("mean", "std"):
         x, y = a.get(k), b.get(k)
         if x is None or y is None:

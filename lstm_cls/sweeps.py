@@ -29,7 +29,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from lstm_cls import UserError, metrics
+from lstm_cls import UserError, metrics, rundir
 from lstm_cls.checkpoints import write_json_atomic
 from lstm_cls.cli import override_key, parse_override
 from lstm_cls.config import PARALLEL_LAUNCHERS, SWEEP_RESUME
@@ -139,16 +139,10 @@ def check_resume(sweep_dir: Path, jobs: list[list[str]]) -> list[str] | None:
     """The folders of `jobs` (Hydra's order) when `sweep_dir` holds an earlier attempt of this very sweep
     (then it resumes): each job keeps the folder sweep.json recorded for it, whatever the order its values
     or keys were typed in this time. None for a new sweep. Refuses a folder holding another sweep, or one
-    made without `sweep.json` (its jobs' settings cannot be checked)."""
-    if sweep_dir.exists() and not sweep_dir.is_dir():
-        raise UserError(f"hydra.sweep.dir={sweep_dir} is a file, not a directory")
+    made without `sweep.json` (its jobs' settings cannot be checked: `rundir.check_sweep_dir`)."""
+    rundir.check_sweep_dir(sweep_dir)
     state = read_state(sweep_dir)
     if state is None:
-        if (sweep_dir / "multirun.yaml").exists() or any(sweep_dir.glob("*/.hydra")):
-            raise UserError(
-                f"hydra.sweep.dir={sweep_dir} already holds a sweep this version cannot resume (no {STATE}): "
-                "its finished jobs would be relabelled; choose another hydra.sweep.dir"
-            )
         return None
     recorded: dict[tuple[str, ...], list[str]] = {}
     for job, folder in zip(state["overrides"], state["dirs"], strict=True):
@@ -335,8 +329,6 @@ def set_aside(sweep_dir: Path, run: Path) -> Path | None:
     Never a folder a live process holds (its `.lock`): a job of an earlier attempt still saving where it got
     to (its command killed a moment ago), or of another copy of this sweep. Refused before anything moves:
     every job folder of the sweep is checked, not only this one."""
-    from lstm_cls import rundir
-
     held = [run, *(p.parent for p in sorted(sweep_dir.glob(f"*/{rundir.LOCK}")))]
     held += [p.parent for p in sorted(run.rglob(rundir.LOCK))] if run.is_dir() else []
     for folder in held:
