@@ -10,11 +10,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 
+def _permutation(n: int) -> torch.Tensor:
+    """A permutation drawn as RandomSampler draws it: a generator seeded from torch's global RNG."""
+    g = torch.Generator()
+    g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+    return torch.randperm(n, generator=g)
+
+
 class BatchIndices(Sampler[torch.Tensor]):
     """Batches of window indices as tensors, cut from one permutation per epoch.
 
-    The permutation is drawn as RandomSampler draws it (a generator seeded from torch's global RNG),
-    but never turned into a Python list: 7M windows would be ~250 MB of ints.
+    The permutation is never turned into a Python list: 7M windows would be ~250 MB of ints.
     """
 
     def __init__(self, n: int, size: int, shuffle: bool) -> None:
@@ -24,12 +30,7 @@ class BatchIndices(Sampler[torch.Tensor]):
         return -(-self.n // self.size)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        if self.shuffle:
-            g = torch.Generator()
-            g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-            yield from torch.randperm(self.n, generator=g).split(self.size)
-        else:
-            yield from torch.arange(self.n).split(self.size)
+        yield from (_permutation(self.n) if self.shuffle else torch.arange(self.n)).split(self.size)
 
 
 class LeanRandomSampler(RandomSampler):
@@ -41,9 +42,7 @@ class LeanRandomSampler(RandomSampler):
         if self.replacement or self.num_samples != len(self.data_source) or self.generator is not None:
             yield from super().__iter__()
             return
-        g = torch.Generator()
-        g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-        for chunk in torch.randperm(len(self.data_source), generator=g).split(1 << 16):
+        for chunk in _permutation(len(self.data_source)).split(1 << 16):
             yield from chunk.tolist()
 
 
