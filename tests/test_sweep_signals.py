@@ -12,13 +12,15 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
 
 from lstm_cls import UserError, sweeps
 
-from .conftest import ROOT, start_cli, until
+from .conftest import run_cli, start_cli, until
 from .helpers import metrics
 
 # jobs that train for minutes (an epoch of 3,000 rows takes a fraction of a second) but save last.ckpt
@@ -34,10 +36,16 @@ LONG = [
 ]
 
 
-def start_sweep(sweep: Path, *args: str) -> subprocess.Popen:
+@contextmanager
+def sweeping(sweep: Path, *args: str) -> Iterator[subprocess.Popen]:
     """`python -m lstm_cls.train -m ...` in a session of its own, SIGINT at its default (as a terminal's
-    Ctrl-C finds it: a child inherits an ignored SIGINT)."""
-    return start_cli("-m", *args, f"hydra.sweep.dir={sweep}", stdout=subprocess.PIPE, session=True)
+    Ctrl-C finds it); whatever the test finds, no process of that session outlives it."""
+    with start_cli("-m", *args, f"hydra.sweep.dir={sweep}", stdout=subprocess.PIPE, session=True) as proc:
+        try:
+            yield proc
+        finally:
+            with suppress(ProcessLookupError):  # none left: the test saw them all end
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def stat(pid: int) -> list[str] | None:
@@ -69,8 +77,9 @@ def in_session(sid: int) -> list[int]:
     return found
 
 
-def training(sweep: Path, jobs: str) -> dict[str, int]:
-    """Wait until each job of `jobs` has saved last.ckpt once; the pid in its `.lock` (its own process)."""
+def training(sweep: Path, jobs: str, proc: subprocess.Popen) -> dict[str, int]:
+    """Wait until each job of `jobs` has saved last.ckpt once (failing at once if the sweep `proc` ends
+    first); the pid in its `.lock` (its own process)."""
 
     def pids() -> dict[str, int] | None:
         found = {}
@@ -83,17 +92,18 @@ def training(sweep: Path, jobs: str) -> dict[str, int]:
                 return None
         return found
 
-    until(pids)
+    until(pids, proc)
     return pids() or {}
 
 
-def stop(proc: subprocess.Popen, sig: int, group: bool) -> tuple[str, str]:
-    try:
-        (os.killpg if group else os.kill)(proc.pid, sig)
-        return proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+def stop(proc: subprocess.Popen, sig: int, group: bool) -> str:
+    """Send `sig` to the command (`group`: to every process of it); its stderr once it has ended."""
+    (os.killpg if group else os.kill)(proc.pid, sig)
+    return proc.communicate(timeout=120)[1]
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # (what was done, signal, to every process of the command, exit code, the command's last line)
@@ -110,17 +120,14 @@ def test_a_signal_stops_every_job_as_ctrl_c_does_and_names_the_jobs_never_starte
     tmp_path: Path, case: str, sig: int, group: bool, code: int, last: str
 ) -> None:
     sweep = tmp_path / "sweep"
-    proc = start_sweep(sweep, *LONG, "seed=1,2,3")  # two at once: job 2 waits for a free slot
-    try:
-        pids = training(sweep, "01")
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    _, err = stop(proc, sig, group)
-    assert proc.returncode == code, err[-3000:]
-    assert "Traceback" not in err, err[-3000:]
-    lines = err.strip().splitlines()
-    assert lines[-2:] == ["not started: 1 job (2); rerun the same command to run them", last], lines[-6:]
+    with sweeping(sweep, *LONG, "seed=1,2,3") as proc:  # two at once: job 2 waits for a free slot
+        pids = training(sweep, "01", proc)
+        err = stop(proc, sig, group)
+        assert proc.returncode == code, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
+        lines = err.strip().splitlines()
+        assert lines[-2:] == ["not started: 1 job (2); rerun the same command to run them", last], lines[-6:]
+        until(lambda: not in_session(proc.pid), timeout=30)  # the fork server and resource tracker follow
     for job, pid in pids.items():
         m = metrics(sweep / job)
         assert m["status"] == "interrupted" and m["epochs"] < 1000, m
@@ -130,23 +137,18 @@ def test_a_signal_stops_every_job_as_ctrl_c_does_and_names_the_jobs_never_starte
     assert not (sweep / "2" / "metrics.json").exists()
     state = json.loads((sweep / "sweep.json").read_text())
     assert state["not_started"] == ["2"] and state["finished"] is not None
-    until(lambda: not in_session(proc.pid), timeout=30)  # the fork server and resource tracker follow
 
 
 @pytest.mark.slow
 def test_sigkill_of_the_command_leaves_no_job_training(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = start_sweep(sweep, *LONG, "seed=1,2")
-    try:
-        pids = training(sweep, "01")
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    # SIGKILL to the command alone (out of memory, `kill -9`): it cannot pass anything on
-    _, err = stop(proc, signal.SIGKILL, group=False)  # returns once every holder of its output is gone
-    assert proc.returncode == -signal.SIGKILL
-    until(lambda: not any(alive(p) for p in pids.values()), timeout=60)
-    until(lambda: not in_session(proc.pid), timeout=30)
+    with sweeping(sweep, *LONG, "seed=1,2") as proc:
+        pids = training(sweep, "01", proc)
+        # SIGKILL to the command alone (out of memory, `kill -9`): it cannot pass anything on
+        err = stop(proc, signal.SIGKILL, group=False)  # returns once every holder of its output is gone
+        assert proc.returncode == -signal.SIGKILL
+        until(lambda: not any(alive(p) for p in pids.values()), timeout=60)
+        until(lambda: not in_session(proc.pid), timeout=30)
     assert "Traceback" not in err, err[-3000:]
     for job in pids:  # each job stopped itself as SIGTERM stops it
         m = metrics(sweep / job)
@@ -168,25 +170,21 @@ def test_a_signal_while_the_fork_server_imports_is_quiet_everywhere(
     tmp_path: Path, case: str, sig: int, group: bool, code: int, last: str
 ) -> None:
     sweep = tmp_path / "sweep"
-    proc = start_sweep(sweep, *LONG, "seed=1,2")
+    with sweeping(sweep, *LONG, "seed=1,2") as proc:
 
-    def server() -> bool:  # started as the launcher is set up; it then imports torch for seconds
-        return any(
-            "forkserver import main" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
-            for p in in_session(proc.pid)
-            if Path(f"/proc/{p}/cmdline").exists()
-        )
+        def server() -> bool:  # started as the launcher is set up; it then imports torch for seconds
+            return any(
+                "forkserver import main" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+                for p in in_session(proc.pid)
+                if Path(f"/proc/{p}/cmdline").exists()
+            )
 
-    try:
-        until(server, timeout=60)
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    _, err = stop(proc, sig, group)
-    assert proc.returncode == code, err[-3000:]
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
-    assert err.strip().splitlines()[-1] == last
-    until(lambda: not in_session(proc.pid), timeout=30)
+        until(server, proc, timeout=60)
+        err = stop(proc, sig, group)
+        assert proc.returncode == code, err[-3000:]
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+        assert err.strip().splitlines()[-1] == last
+        until(lambda: not in_session(proc.pid), timeout=30)
     assert not list(sweep.glob("*/metrics.json"))
 
 
@@ -199,7 +197,7 @@ def live_pid():
     holder.wait()
 
 
-def earlier_attempt(sweep: Path, holder: int) -> dict[str, str]:
+def earlier_attempt(sweep: Path, holder: int) -> dict[str, bytes]:
     """A sweep of two jobs killed mid-way: job 0's folder still held by `holder`, job 1's lock stale."""
     jobs = [["seed=1"], ["seed=2"]]
     sweep.mkdir()
@@ -210,7 +208,7 @@ def earlier_attempt(sweep: Path, holder: int) -> dict[str, str]:
     (sweep / "0" / ".lock").write_text(str(holder))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
     (sweep / "1" / ".lock").write_text(dead.stdout.decode().strip())  # a process that has ended
-    return {str(p.relative_to(sweep)): p.read_bytes().hex() for p in sorted(sweep.rglob("*")) if p.is_file()}
+    return files(sweep)
 
 
 def test_set_aside_never_moves_a_folder_a_live_process_holds(tmp_path: Path, live_pid: int) -> None:
@@ -218,8 +216,7 @@ def test_set_aside_never_moves_a_folder_a_live_process_holds(tmp_path: Path, liv
     before = earlier_attempt(sweep, live_pid)
     with pytest.raises(UserError, match=rf"{sweep / '0'} is in use by a running job \(pid {live_pid}\)"):
         sweeps.set_aside(sweep, sweep / "1")  # any job's folder: nothing moves while one is held
-    after = {str(p.relative_to(sweep)): p.read_bytes().hex() for p in sorted(sweep.rglob("*")) if p.is_file()}
-    assert after == before and not (sweep / sweeps.ASIDE).exists()
+    assert files(sweep) == before and not (sweep / sweeps.ASIDE).exists()
 
 
 def test_set_aside_moves_a_folder_whose_holder_has_ended(tmp_path: Path) -> None:
@@ -237,19 +234,11 @@ def test_a_rerun_while_a_job_of_the_killed_attempt_still_saves_is_refused(
     # the command was SIGKILLed a moment ago; its jobs are stopping themselves; the same command again
     sweep = tmp_path / "sweep"
     before = earlier_attempt(sweep, live_pid)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    r = subprocess.run(
-        [sys.executable, "-m", "lstm_cls.train", "-m", "seed=1,2", f"hydra.sweep.dir={sweep}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = run_cli("-m", "seed=1,2", f"hydra.sweep.dir={sweep}", timeout=120)
     assert r.returncode == 2, r.stderr[-3000:]
     assert r.stderr.strip().splitlines() == [
         f"error: {sweep / '0'} is in use by a running job (pid {live_pid}), an earlier attempt of this sweep "
         "still stopping: nothing was moved; rerun when it has ended"
     ]
-    after = {str(p.relative_to(sweep)): p.read_bytes().hex() for p in sorted(sweep.rglob("*")) if p.is_file()}
-    assert after == before  # nothing moved, nothing written (no multirun.yaml, the sweep's lock released)
+    # nothing moved, nothing written (no multirun.yaml, the sweep's lock released)
+    assert files(sweep) == before
