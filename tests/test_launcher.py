@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
 import signal
 import subprocess
@@ -113,6 +114,7 @@ def test_n_jobs_reads_as_joblib_reads_it(monkeypatch, n_jobs, cores, expected) -
 def test_the_standard_library_pieces_it_starts_early_are_there() -> None:
     # the launcher starts the fork server as it is set up, so that the imports overlap the composing
     assert callable(multiprocessing.forkserver.ensure_running)
+    assert callable(multiprocessing.resource_tracker.ensure_running)  # started first (forkserver_exit.start)
     assert "forkserver" in multiprocessing.get_all_start_methods()
 
 

@@ -9,29 +9,11 @@ import torch
 
 from .conftest import TINY, run_cli
 
-COLUMNS = [
-    "job",
-    "hidden",
-    "batch_size",
-    "max_epochs",
-    "seed",
-    "lr",
-    "status",
-    "best_epoch",
-    "epochs",
-    "train/acc",
-    "val/acc",
-    "test/acc",
-    "train/loss",
-    "val/loss",
-    "test/loss",
-    "best/val/loss",
-    "best/val/acc",
-    "best/train/acc",
-    "gap/acc",
-    "gap/loss",
-    "fit_seconds",
-]
+# the report table's columns (more may follow)
+COLUMNS = (
+    "job hidden batch_size max_epochs seed lr status best_epoch epochs train/acc val/acc test/acc train/loss "
+    "val/loss test/loss best/val/loss best/val/acc best/train/acc gap/acc gap/loss fit_seconds"
+).split()
 
 
 def jobs(sweep: Path) -> list[Path]:
