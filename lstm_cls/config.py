@@ -2,30 +2,29 @@
 
 Every entry point calls `check(cfg)` on its composed config: a bad value is one `UserError` naming the
 key, the value and what is allowed, which the entry point turns into an `error:` line and exit code 2.
+Each setting's type and range is declared once, in `lstm_cls.schema`, and checked here by one loop
+(`problems`); what is written here by hand are the rules that span keys, and the files a setting names.
 """
 
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from lstm_cls import UserError
+from omegaconf import DictConfig, OmegaConf
+
+from lstm_cls import UserError, schema
 from lstm_cls.data import header
-from lstm_cls.data.header import check_time_columns, time_setting
+from lstm_cls.data.header import check_time_columns
 from lstm_cls.data.splits import fraction_keeping, kept_steps, split_bounds
 
-NAN_RULES = ("ffill", "drop", "error")
-SCALES = ("standard", "robust", "none")  # data.scale: the one list (lstm_cls.data.scaling applies them)
-LOSSES = ("ce", "bce", "mse")
-OUTPUTS = ("softmax", "tanh")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "cosine", "step", "plateau")
-CLIP_ALGORITHMS = (None, "norm", "value")
-# Lightning's precision names (lightning.fabric.connector._PRECISION_INPUT), and their short forms
-PRECISIONS = (None, 16, 32, 64, "16", "32", "64", "bf16", "16-mixed", "bf16-mixed", "32-true", "64-true")
-PRECISIONS += ("16-true", "bf16-true", "transformer-engine", "transformer-engine-float16")
+NAN_RULES = typing.get_args(schema.NanRule)
+SCALES = typing.get_args(schema.Scale)  # data.scale: the one list (lstm_cls.data.scaling applies them)
+SWEEP_RESUME = typing.get_args(schema.Resume)  # lstm_cls.sweeps.RESUME: how a rerun resumes a sweep
 
 
 def _int(v: Any) -> bool:
@@ -33,175 +32,116 @@ def _int(v: Any) -> bool:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _problems_train_fraction(d: Mapping[str, Any], fractions_ok: bool, problems: list[str]) -> None:
-    """data.train_fraction: (0, 1], windowed series only, and (data=synthetic, whose length is known before
-    any data is made) at least one training window left."""
-    f = d.get("train_fraction", 1.0)
-    if "name" in d and "train_fraction" in d:  # data=uea: the key only exists there if added with +
-        problems.append(
-            "data.train_fraction applies to windowed series (data=synthetic, data=csv), not to data=uea's "
-            "cases: leave it out"
+def allowed(t: Any, limits: Mapping[str, Any]) -> str:
+    """A field's type and range in words: `a positive integer`, `in (0, 1)`, `one of ce, bce, mse`."""
+    if "allowed" in limits:
+        return limits["allowed"]
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    if type(None) in typing.get_args(t) and len(args) == 1:  # Optional[x]
+        inner = allowed(args[0], limits)
+        return (
+            "true, false or null"
+            if args[0] is bool
+            else inner
+            if inner.startswith("one of")
+            else f"{inner} or null"
         )
-        return
-    if not (_number(f) and 0 < f <= 1):
-        problems.append(f"data.train_fraction must be in (0, 1] (got {f!r})")
-        return
-    if d.get("case") and f != 1:
-        problems.append(
-            "data.train_fraction applies to windowed series, not to whole cases (data.case): leave it at 1"
-        )
-        return
-    if f == 1 or "length" not in d or not fractions_ok:
-        return
-    length, window, horizon = d.length, d.get("window", 1), d.get("horizon", 0)
-    if not all(_int(v) and v >= 0 for v in (length, window, horizon)):
-        return  # reported on their own
-    n = split_bounds(0, length, d.val_fraction, d.test_fraction)["train"][1]  # as the data module cuts it
-    need = window + horizon  # steps one window and its label take
-    if n >= need > kept_steps(n, f):
-        problems.append(
-            f"data.train_fraction={f} keeps {kept_steps(n, f)} of the {n} training steps, fewer than "
-            f"data.window={window} + data.horizon={horizon}: no training window is left; use "
-            f"data.train_fraction >= {fraction_keeping(need, n)}"
-        )
+    if typing.get_origin(t) is Literal or args and all(typing.get_origin(a) is Literal for a in args):
+        words = dict.fromkeys(str(w) for w in _choices(t) if isinstance(w, str))
+        return f"one of {', '.join(words)}"
+    if t is bool:
+        return "true or false"
+    kind = "an integer" if t is int else "a number" if t is float else "a string"
+    low = ("(", limits["above"]) if "above" in limits else ("[", limits["min"]) if "min" in limits else None
+    high = (")", limits["below"]) if "below" in limits else ("]", limits["max"]) if "max" in limits else None
+    if low and high:
+        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
+    if low == ("(", 0) and t is int:
+        return "a positive integer"
+    return f"{kind} {'>' if low[0] == '(' else '>='} {low[1]}" if low else kind
 
 
-def _batches(v: Any) -> bool:
-    """Lightning's limit_*_batches / overfit_batches: an int counts batches, a float is a fraction."""
-    return v is None or (_int(v) and v >= 0) or (isinstance(v, float) and 0.0 <= v <= 1.0)
+def _choices(t: Any) -> list[Any]:
+    if typing.get_origin(t) is Literal:
+        return list(typing.get_args(t))
+    return [c for a in typing.get_args(t) for c in _choices(a)]
 
 
-def _problems_model(m: Mapping[str, Any], problems: list[str]) -> None:
-    for key in ("hidden", "head", "num_layers", "step_size"):
-        if key in m and not (_int(m[key]) and m[key] > 0):
-            problems.append(f"model.{key} must be a positive integer (got {m[key]!r})")
-    if not (_int(m.get("patience", 0)) and m.get("patience", 0) >= 0):
-        problems.append(f"model.patience must be an integer >= 0 (got {m['patience']!r})")
-    if not (_number(m.dropout) and 0 <= m.dropout < 1):
-        problems.append(f"model.dropout must be in [0, 1) (got {m.dropout!r})")
-    if not (_number(m.lr) and m.lr > 0):
-        problems.append(f"model.lr must be a number > 0 (got {m.lr!r})")
-    for key in ("weight_decay", "momentum"):
-        if not (_number(m.get(key, 0)) and m.get(key, 0) >= 0):
-            problems.append(f"model.{key} must be a number >= 0 (got {m[key]!r})")
-    if not (_number(m.get("gamma", 0.1)) and 0 < m.get("gamma", 0.1) < 1):
-        problems.append(f"model.gamma must be in (0, 1) (got {m['gamma']!r})")
-    for key in ("bidirectional", "keras_parity"):
-        if not isinstance(m.get(key, False), bool):
-            problems.append(f"model.{key} must be true or false (got {m[key]!r})")
-    for key, allowed in (
-        ("loss", LOSSES),
-        ("output", OUTPUTS),
-        ("optimizer", OPTIMIZERS),
-        ("scheduler", SCHEDULERS),
-    ):
-        if key in m and m[key] not in allowed:
-            problems.append(f"model.{key} must be one of {', '.join(allowed)} (got {m[key]!r})")
-    if m.get("output") == "tanh" and m.loss != "mse":
-        problems.append(f"model.output=tanh needs model.loss=mse (-1/+1 targets), got model.loss={m.loss}")
-    if m.get("momentum", 0) and m.get("optimizer") != "sgd":
-        problems.append("model.momentum is for model.optimizer=sgd (Adam and AdamW have their own betas)")
-    w = m.get("class_weights")
-    if not (
-        w in (None, "none", "balanced")
-        or (isinstance(w, (list, tuple)) and w and all(_number(x) and x > 0 for x in w))
-    ):
-        problems.append(f"model.class_weights must be none, balanced or a list of numbers > 0 (got {w!r})")
+def fits(t: Any, limits: Mapping[str, Any], v: Any) -> bool:
+    """Whether `v` is of type `t` and in the range `limits` (`schema.rule`)."""
+    if "ok" in limits:
+        return limits["ok"](v)
+    if v is None:
+        return type(None) in typing.get_args(t) or t is Any
+    if typing.get_origin(t) is Literal or _choices(t):
+        return v in _choices(t) and not isinstance(v, bool)
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    t = args[0] if len(args) == 1 else t
+    if t is Any:
+        return True
+    if t is bool or t is str:
+        return isinstance(v, t)
+    if not (_int(v) if t is int else _number(v)):
+        return False
+    return (
+        v > limits.get("above", -math.inf)
+        and v >= limits.get("min", -math.inf)
+        and v < limits.get("below", math.inf)
+        and v <= limits.get("max", math.inf)
+    )
 
 
-def _problems_trainer(t: Mapping[str, Any], problems: list[str], multirun: bool) -> None:
-    max_steps = t.get("max_steps", -1)
-    if not (_int(max_steps) and (max_steps == -1 or max_steps > 0)):
-        problems.append(f"trainer.max_steps must be -1 (no limit) or a positive integer (got {max_steps!r})")
-    epochs = t.get("max_epochs")
-    if not ((_int(epochs) and epochs > 0) or (epochs in (None, -1) and _int(max_steps) and max_steps > 0)):
-        problems.append(
-            "trainer.max_epochs must be a positive integer, or -1 with trainer.max_steps set "
-            f"(got {epochs!r})"
-        )
-    v = t.get("min_epochs")
-    if v is not None and not (_int(v) and v >= 0):
-        problems.append(f"trainer.min_epochs must be an integer >= 0 or null (got {v!r})")
-    v = t.get("check_val_every_n_epoch")
-    if v is not None and not (_int(v) and v >= 1):
-        problems.append(f"trainer.check_val_every_n_epoch must be a positive integer or null (got {v!r})")
-    v = t.get("accumulate_grad_batches", 1)
-    if not (_int(v) and v >= 1):
-        problems.append(f"trainer.accumulate_grad_batches must be an integer >= 1 (got {v!r})")
-    clip = t.get("gradient_clip_val")
-    if clip is not None and not (_number(clip) and clip >= 0):
-        problems.append(f"trainer.gradient_clip_val must be a number >= 0 or null (got {clip!r})")
-    if t.get("gradient_clip_algorithm") not in CLIP_ALGORITHMS:
-        problems.append(
-            f"trainer.gradient_clip_algorithm must be norm or value (got {t['gradient_clip_algorithm']!r})"
-        )
-    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches"):
-        if not _batches(t.get(key)):
-            problems.append(
-                f"trainer.{key} must be an integer >= 0 (batches) or a float in [0, 1] (a fraction) "
-                f"(got {t[key]!r})"
-            )
-    v = t.get("val_check_interval")
-    if not (v is None or (_int(v) and v > 0) or (isinstance(v, float) and 0 < v <= 1)):
-        problems.append(
-            f"trainer.val_check_interval must be an integer > 0 (batches) or a float in (0, 1] (got {v!r})"
-        )
-    v = t.get("fast_dev_run", False)
-    if not (isinstance(v, bool) or (_int(v) and v >= 0)):
-        problems.append(f"trainer.fast_dev_run must be true, false or a number of batches (got {v!r})")
-    if t.get("precision") not in PRECISIONS:
-        allowed = ", ".join(str(p) for p in PRECISIONS if isinstance(p, str) and "-" in p)
-        problems.append(f"trainer.precision must be one of {allowed} (got {t['precision']!r})")
-    devices = t.get("devices", 1)
-    if not (
-        devices == "auto" or (_int(devices) and devices >= 1) or devices == -1 or isinstance(devices, list)
-    ):
-        problems.append(f"trainer.devices must be a positive integer, -1, auto or a list (got {devices!r})")
-    several = "ddp" in str(t.get("strategy", "auto")) or devices not in (1, "1", "auto")
-    if multirun and several:
-        problems.append("Lightning's DDP is not started inside a Hydra multirun: use trainer.devices=1")
+def problems(node: Mapping[str, Any], cls: type, prefix: str = "") -> list[str]:
+    """Every field of the schema `cls` that `node` holds, checked: its type and range, one message each."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.name not in node or hints[f.name] is Any and "ok" not in f.metadata:
+            continue
+        if isinstance(node, DictConfig) and OmegaConf.is_interpolation(node, f.name):
+            continue  # (${seed}, ${run_dir}: the setting it names is checked)
+        v = node[f.name]
+        if hints[f.name] in schema.NODES:  # a node of its own (sweep)
+            out += problems(v or {}, hints[f.name], f"{prefix}{f.name}.")
+        elif not fits(hints[f.name], f.metadata, v):
+            out.append(f"{prefix}{f.name} must be {allowed(hints[f.name], f.metadata)} (got {v!r})")
+    return out
 
 
-# the numeric settings of the callbacks and loggers conf/ ships: (smallest value, integers only)
-NUMERIC_KEYS = {
-    "refresh_rate": (0, True),
-    "patience": (0, True),
-    "min_delta": (0, False),
-    "save_top_k": (-1, True),
-    "every_n_epochs": (0, True),
-    "flush_logs_every_n_steps": (1, True),
-    "swa_lrs": (0, False),
-    "swa_epoch_start": (0, False),
-}
+def source(d: Mapping[str, Any]) -> type:
+    """The schema of a data source's config."""
+    return (
+        schema.Synthetic
+        if "length" in d
+        else schema.Uea
+        if "name" in d
+        else schema.Table
+        if "path" in d
+        else schema.Windows
+    )
 
 
-def _problems_numbers(group: str, entries: Mapping[str, Any], problems: list[str]) -> None:
-    """Types and ranges of the callbacks' and loggers' numeric settings (Lightning would fail mid-run)."""
-    for name, entry in entries.items():
-        for key, (low, integer) in NUMERIC_KEYS.items():
-            v = entry.get(key) if hasattr(entry, "get") else None
-            if v is None:
-                continue
-            if not ((_int(v) if integer else _number(v)) and v >= low):
-                kind = "an integer" if integer else "a number"
-                problems.append(f"{group}.{name}.{key} must be {kind} >= {low} (got {v!r})")
+def wrong_type(typed: str) -> str | None:
+    """The check's own words for an override Hydra refused to compose for its type (`model.lr=abc`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-
-def _problems_callbacks(callbacks: Mapping[str, Any], t: Mapping[str, Any], problems: list[str]) -> None:
-    """A callback that watches a validation metric in a run that never validates would fail at its end."""
-    epochs, every = t.get("max_epochs") or 0, t.get("check_val_every_n_epoch") or 1
-    off = None
-    if t.get("limit_val_batches") in (0, 0.0):
-        off = f"trainer.limit_val_batches={t['limit_val_batches']}"
-    elif _int(epochs) and _int(every) and 0 < epochs < every:
-        off = f"trainer.check_val_every_n_epoch={every} with trainer.max_epochs={epochs}"
-    for name, cb in callbacks.items():
-        if off and str(cb.get("_target_", "")).endswith("EarlyStopping"):
-            if str(cb.get("monitor", "")).startswith("val/"):
-                problems.append(f"callbacks.{name} watches {cb['monitor']}, but {off} turns validation off")
+    o = OverridesParser.create().parse_override(typed)
+    group, _, key = o.key_or_group.rpartition(".")
+    where = {
+        "": [schema.Train],
+        "sweep": [schema.Sweep],
+        "model": [schema.Model],
+        "trainer": [schema.Trainer],
+    }
+    where["data"] = [schema.Synthetic, schema.Table, schema.Uea]
+    for cls in where.get(group, []):
+        if key in {f.name for f in fields(cls)}:
+            found = problems({key: o.value()}, cls, f"{group}." if group else "")
+            return found[0] if found else None
+    return None
 
 
 def _check_ts_files(d: Mapping[str, Any]) -> None:
@@ -237,80 +177,87 @@ def _check_whole_cases(d: Mapping[str, Any]) -> None:
         )
 
 
-SWEEP_RESUME = ("auto", "force")  # lstm_cls.sweeps.RESUME: how a rerun into a sweep's folder resumes it
+def _train_fraction(d: Mapping[str, Any], problems: list[str]) -> None:
+    """data.train_fraction: windowed series only, and (data=synthetic, whose length is known before any data
+    is made) at least one training window left."""
+    f = d.get("train_fraction", 1.0)
+    if "name" in d and "train_fraction" in d:  # data=uea: the key only exists there if added with +
+        problems.append(
+            "data.train_fraction applies to windowed series (data=synthetic, data=csv), not to data=uea's "
+            "cases: leave it out"
+        )
+    elif d.get("case") and f != 1:
+        problems.append(
+            "data.train_fraction applies to windowed series, not to whole cases (data.case): leave it at 1"
+        )
+    elif f != 1 and "length" in d and not problems:  # (the keys it uses are each checked on their own)
+        length, window, horizon = d.length, d.get("window", 1), d.get("horizon", 0)
+        n = split_bounds(0, length, d.val_fraction, d.test_fraction)["train"][1]  # as the data module cuts it
+        need = window + horizon  # steps one window and its label take
+        if n >= need > kept_steps(n, f):
+            problems.append(
+                f"data.train_fraction={f} keeps {kept_steps(n, f)} of the {n} training steps, fewer than "
+                f"data.window={window} + data.horizon={horizon}: no training window is left; use "
+                f"data.train_fraction >= {fraction_keeping(need, n)}"
+            )
 
 
-def _problems_sweep(sweep: Mapping[str, Any], problems: list[str]) -> None:
-    """`sweep.resume` (conf/train.yaml): auto or force (the sweeper reads it; a single run checks it too)."""
-    v = sweep.get("resume", "auto") if hasattr(sweep, "get") else sweep
-    if v not in SWEEP_RESUME:
-        problems.append(f"sweep.resume must be one of {', '.join(SWEEP_RESUME)} (got {v!r})")
+def _validation_off(cfg: Mapping[str, Any]) -> str | None:
+    """Why a run never validates (trainer.limit_val_batches=0, or fewer epochs than between validations)."""
+    t = cfg["trainer"]
+    epochs, every = t.get("max_epochs") or 0, t.get("check_val_every_n_epoch") or 1
+    if t.get("limit_val_batches") in (0, 0.0):
+        return f"trainer.limit_val_batches={t['limit_val_batches']}"
+    if _int(epochs) and _int(every) and 0 < epochs < every:
+        return f"trainer.check_val_every_n_epoch={every} with trainer.max_epochs={epochs}"
+    return None
+
+
+def _spanning(cfg: Mapping[str, Any], multirun: bool) -> list[str]:
+    """The rules that span keys (each key's own type and range: `problems`)."""
+    d, m, t = cfg["data"], cfg["model"], cfg["trainer"]
+    out = []
+    if "test_fraction" in d and d.val_fraction + d.test_fraction >= 1:
+        out.append("data.val_fraction + data.test_fraction must leave steps for training")
+    if "length" in d and d.n_features < d.n_classes:
+        out.append(f"data.n_features must be >= data.n_classes (got {d.n_features} < {d.n_classes})")
+    if m.get("output") == "tanh" and m.loss != "mse":
+        out.append(f"model.output=tanh needs model.loss=mse (-1/+1 targets), got model.loss={m.loss}")
+    if m.get("momentum", 0) and m.get("optimizer") != "sgd":
+        out.append("model.momentum is for model.optimizer=sgd (Adam and AdamW have their own betas)")
+    epochs, max_steps = t.get("max_epochs"), t.get("max_steps", -1)
+    if not ((_int(epochs) and epochs > 0) or (epochs in (None, -1) and max_steps > 0)):
+        out.append(
+            "trainer.max_epochs must be a positive integer, or -1 with trainer.max_steps set "
+            f"(got {epochs!r})"
+        )
+    devices = t.get("devices", 1)
+    if multirun and ("ddp" in str(t.get("strategy", "auto")) or devices not in (1, "1", "auto")):
+        out.append("Lightning's DDP is not started inside a Hydra multirun: use trainer.devices=1")
+    off = _validation_off(cfg)  # a callback watching a validation metric would fail at the run's end
+    for name, cb in (cfg.get("callbacks") or {}).items():
+        if (
+            off
+            and str(cb.get("_target_", "")).endswith("EarlyStopping")
+            and str(cb.get("monitor", "")).startswith("val/")
+        ):
+            out.append(f"callbacks.{name} watches {cb['monitor']}, but {off} turns validation off")
+    return out
 
 
 def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
     """Reject out-of-range settings of a composed `train` config before any data is read."""
-    d, m = cfg["data"], cfg["model"]
-    problems: list[str] = []
-    for key, value in [
-        ("data.batch_size", d.batch_size),
-        ("data.window", d.get("window", 1)),
-        ("data.stride", d.get("stride", 1)),
-        ("data.block", d.get("block", 1)),
-        ("data.eval_batch_size", d.get("eval_batch_size", 1)),
-        ("threads", cfg["threads"]),
-    ]:
-        if not (_int(value) and value > 0):
-            problems.append(f"{key} must be a positive integer (got {value!r})")
-    if not (_int(d.get("num_workers", 0)) and d.get("num_workers", 0) >= 0):
-        problems.append(f"data.num_workers must be an integer >= 0 (got {d.num_workers!r})")
-    if not (_int(d.get("horizon", 0)) and d.get("horizon", 0) >= 0):
-        problems.append(f"data.horizon must be an integer >= 0 (got {d.horizon!r})")
-    fractions_ok = True
-    for key in ("val_fraction", "test_fraction"):
-        if key in d and not (_number(d[key]) and 0 < d[key] < 1):
-            problems.append(f"data.{key} must be in (0, 1) (got {d[key]!r})")
-            fractions_ok = False
-    if fractions_ok and "test_fraction" in d and d.val_fraction + d.test_fraction >= 1:
-        problems.append("data.val_fraction + data.test_fraction must leave steps for training")
-    if "length" in d:  # data=synthetic: the generator's own settings
-        for key in ("length", "n_features", "n_classes"):
-            if not (_int(d[key]) and d[key] >= (2 if key == "n_classes" else 1)):
-                problems.append(
-                    f"data.{key} must be an integer >= {2 if key == 'n_classes' else 1} (got {d[key]!r})"
-                )
-        if _int(d.n_features) and _int(d.n_classes) and d.n_features < d.n_classes:
-            problems.append(f"data.n_features must be >= data.n_classes (got {d.n_features} < {d.n_classes})")
-        if not (_number(d.noise) and 0 <= d.noise < 1):
-            problems.append(f"data.noise must be in [0, 1) (got {d.noise!r})")
-        if not (_number(d.regime) and d.regime >= 1):
-            problems.append(f"data.regime must be a number >= 1 (got {d.regime!r})")
-        if not _number(d.signal):
-            problems.append(f"data.signal must be a number (got {d.signal!r})")
-    _problems_train_fraction(d, fractions_ok, problems)
-    if "nan" in d and d.nan not in NAN_RULES:
-        problems.append(f"data.nan must be one of {', '.join(NAN_RULES)} (got {d.nan!r})")
-    if "scale" in d and d.scale not in SCALES:
-        problems.append(f"data.scale must be one of {', '.join(SCALES)} (got {d.scale!r})")
-    clip = d.get("clip")
-    if clip is not None and not (_number(clip) and math.isfinite(clip) and clip > 0):
-        problems.append(f"data.clip must be a number > 0, or null for no clipping (got {clip!r})")
-    if not time_setting(d.get("time")):
-        problems.append(
-            "data.time must be a column name or a non-empty list of distinct column names, "
-            f"e.g. data.time=[Date,Time] (got {d.time!r})"
-        )
-    if not (_int(cfg.get("seed", 0)) and 0 <= cfg.get("seed", 0) < 2**32):
-        problems.append(f"seed must be an integer in [0, 2**32) (got {cfg['seed']!r})")
-    if not isinstance(cfg.get("fast", True), bool):
-        problems.append(f"fast must be true or false (got {cfg['fast']!r})")
-    _problems_model(m, problems)
-    _problems_trainer(cfg["trainer"], problems, multirun)
-    _problems_callbacks(cfg.get("callbacks") or {}, cfg["trainer"], problems)
-    _problems_sweep(cfg.get("sweep") or {}, problems)
+    d = cfg["data"]
+    found = problems(cfg, schema.Train) + problems(cfg["model"], schema.Model, "model.")
+    found += problems(cfg["trainer"], schema.Trainer, "trainer.") + problems(d, source(d), "data.")
     for group in ("callbacks", "logger"):
-        _problems_numbers(group, cfg.get(group) or {}, problems)
-    if problems:
-        raise UserError("; ".join(problems))
+        for name, entry in (cfg.get(group) or {}).items():
+            found += problems(entry if hasattr(entry, "get") else {}, schema.Numbers, f"{group}.{name}.")
+    if not found:
+        found = _spanning(cfg, multirun)
+    _train_fraction(d, found)
+    if found:
+        raise UserError("; ".join(found))
     ckpt = cfg.get("ckpt_path")
     if ckpt and not Path(ckpt).is_file():
         raise UserError(f"ckpt_path: no such file: {ckpt}")
@@ -329,8 +276,6 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
             raise UserError(f"data.path is not set: {d.get('hint') or 'pass data.path=FILE'}")
         if not d.get("target"):
             raise UserError("data.target is not set: pass data.target=COLUMN, the label column")
-        if not (d.get("dayfirst") is None or isinstance(d.get("dayfirst"), bool)):  # `maybe`: a truthy guess
-            raise UserError(f"data.dayfirst must be true, false or null (got {d.dayfirst!r})")
         features = header.as_names(d.get("features"))  # a bare string is one column, never its letters
         time, group = d.get("time"), d.get("group") or d.get("case")
         for key in ("path", "val_path", "test_path"):

@@ -36,10 +36,12 @@ def start() -> None:
     the command starts (`train` hands Ctrl-C back to Python just before fitting), and lstm_cls's OmegaConf
     resolvers exist before the config is composed or resolved. Hydra hands the resolvers on to the jobs
     its launchers run elsewhere (joblib, forkserver, submitit), with the rest of its state."""
+    from lstm_cls import schema
     from lstm_cls.tensorboard import register_resolver
 
     signal.signal(signal.SIGINT, exit_on_interrupt)
     register_resolver()
+    schema.register()
 
 
 def rank_zero() -> bool:

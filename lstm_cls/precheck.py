@@ -113,7 +113,7 @@ def hydra_error(e: Exception, overrides: list[str], config_name: str) -> UserErr
         )
     if lines and lines[0].startswith("Error merging override"):
         typed = lines[0].removeprefix("Error merging override").strip()
-        return UserError(f"{typed}: {cause[0] if cause else lines[0]}")
+        return UserError(config.wrong_type(typed) or f"{typed}: {cause[0] if cause else lines[0]}")
     text = lines[0] if lines else type(e).__name__
     return UserError(f"{text}{': ' + cause[0] if cause and cause[0] not in text else ''}")
 
@@ -189,7 +189,7 @@ def with_values(cfg: DictConfig, job: list[Any]) -> DictConfig:
                 out, o.key_or_group, parser.parse_override(typed).value(), merge=True, force_add=add
             )
         except OmegaConfBaseException as e:
-            raise UserError(f"{typed}: {str(e).splitlines()[0]}") from None
+            raise UserError(config.wrong_type(typed) or f"{typed}: {str(e).splitlines()[0]}") from None
     return out
 
 

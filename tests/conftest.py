@@ -12,6 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from lstm_cls import schema
 from lstm_cls.tensorboard import register_resolver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,8 +22,9 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 @pytest.fixture(autouse=True, scope="session")
 def resolvers() -> None:
-    """lstm_cls's OmegaConf resolvers, as a command registers them as it starts (lstm_cls.entry.start)."""
+    """lstm_cls's OmegaConf resolvers and schemas, as a command registers them (lstm_cls.entry.start)."""
     register_resolver()
+    schema.register()
 
 
 # a run that takes a second or two: few steps, tiny model
@@ -39,6 +41,7 @@ def compose_cfg(
     *overrides: str, conf: Path = CONF, name: str = "train", hydra_config: bool = False
 ) -> DictConfig:
     """Compose a config of `conf` (or of an edited copy) with overrides, as Hydra's CLI would."""
+    schema.register()  # as a command does first (lstm_cls.entry.start)
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         return compose(name, overrides=list(overrides), return_hydra_config=hydra_config)
 

@@ -391,7 +391,7 @@ def test_path_choice_reads_lightnings_callbacks():
     ("override", "message"),
     [
         ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val must be a number >= 0"),
-        ("trainer.gradient_clip_algorithm=l3", "trainer.gradient_clip_algorithm must be norm or value"),
+        ("trainer.gradient_clip_algorithm=l3", "trainer.gradient_clip_algorithm must be one of norm, value"),
         ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches must be an integer >= 1"),
         ("trainer.limit_train_batches=1.5", "trainer.limit_train_batches must be an integer >= 0"),
         ("trainer.val_check_interval=0", "trainer.val_check_interval must be an integer > 0"),

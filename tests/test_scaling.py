@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_cls import UserError, config
+from lstm_cls import UserError, config, precheck
 from lstm_cls.cli import parse
 from lstm_cls.data import CaseTableDataModule, CsvDataModule, tables
 from lstm_cls.data.scaling import channel_stats, fit_robust, fit_scaler, scale_
@@ -271,7 +271,7 @@ def test_labelled_sequences_scale_and_clip_per_channel(tmp_path):
     ("override", "message"),
     [
         ("data.scale=minmax", "data.scale must be one of standard, robust, none (got 'minmax')"),
-        ("data.clip=0", "data.clip must be a number > 0, or null for no clipping (got 0)"),
+        ("data.clip=0", "data.clip must be a number > 0, or null for no clipping (got 0.0)"),
         ("data.clip=-1.5", "data.clip must be a number > 0, or null for no clipping (got -1.5)"),
         ("data.clip=big", "data.clip must be a number > 0, or null for no clipping (got 'big')"),
         ("data.time=[]", "data.time must be a column name or a non-empty list of distinct column names"),
@@ -280,7 +280,7 @@ def test_labelled_sequences_scale_and_clip_per_channel(tmp_path):
 )
 def test_settings_check_refuses_bad_scale_clip_and_time(override, message):
     with pytest.raises(UserError) as e:
-        config.check(compose_cfg("run_dir=.", "data=csv", override))
+        config.check(precheck.composed("train", ["run_dir=.", "data=csv", override]))  # Hydra types it
     assert message in str(e.value)
 
 
@@ -293,7 +293,7 @@ def test_settings_check_takes_good_scale_and_clip():
     ("args", "message"),
     [
         (["data.scale=minmax"], "error: data.scale must be one of standard, robust, none (got 'minmax')"),
-        (["data.clip=0"], "error: data.clip must be a number > 0, or null for no clipping (got 0)"),
+        (["data.clip=0"], "error: data.clip must be a number > 0, or null for no clipping (got 0.0)"),
         (["data=uea", "data.name=BasicMotions", "data.clip=no"], "error: data.clip must be a number > 0"),
     ],
 )

@@ -11,7 +11,7 @@ import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lstm_cls import UserError, config
+from lstm_cls import UserError, config, precheck
 from lstm_cls.data import CsvDataModule, SyntheticDataModule
 from lstm_cls.data.series import synthetic
 from lstm_cls.precheck import grid
@@ -123,7 +123,7 @@ def test_fraction_leaving_no_training_window_is_one_clear_error(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("data.train_fraction=0", "data.train_fraction must be in (0, 1] (got 0)"),
+        ("data.train_fraction=0", "data.train_fraction must be in (0, 1] (got 0.0)"),
         ("data.train_fraction=1.5", "data.train_fraction must be in (0, 1] (got 1.5)"),
         ("data.train_fraction=-0.2", "data.train_fraction must be in (0, 1] (got -0.2)"),
         ("data.train_fraction=half", "data.train_fraction must be in (0, 1] (got 'half')"),
@@ -132,9 +132,8 @@ def test_fraction_leaving_no_training_window_is_one_clear_error(tmp_path):
     ],
 )
 def test_bad_fraction_is_refused_before_any_data(override, message):
-    cfg = compose_cfg("run_dir=.", *TINY, override)
-    with pytest.raises(UserError) as e:
-        config.check(cfg)
+    with pytest.raises(UserError) as e:  # (Hydra types data.train_fraction as it composes)
+        config.check(precheck.composed("train", ["run_dir=.", *TINY, override]))
     assert str(e.value).startswith(message)
     if "keeps" in message:
         assert str(e.value).endswith("use data.train_fraction >= 0.02")
@@ -172,7 +171,7 @@ def test_fraction_is_refused_for_whole_cases():
 def test_bad_fraction_on_the_command_line_is_one_error_line(tmp_path):
     r = run_cli(*TINY, "data.train_fraction=0", f"hydra.run.dir={tmp_path / 'r'}")
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1] == "error: data.train_fraction must be in (0, 1] (got 0)"
+    assert r.stderr.strip().splitlines()[-1] == "error: data.train_fraction must be in (0, 1] (got 0.0)"
     assert "Traceback" not in r.stderr and not (tmp_path / "r").exists()
 
 
