@@ -17,8 +17,6 @@ from typing import Any
 
 from lstm_cls import UserError
 
-SUFFIXES = (".csv", ".csv.gz", ".txt", ".parquet")
-
 # the names pandas gives a column without one: an empty CSV header field, a saved DataFrame index
 _UNNAMED = re.compile(r"Unnamed: \d+(_level_\d+)?|__index_level_\d+__")
 
@@ -43,6 +41,10 @@ def first_line(e: BaseException) -> str:
 def row_name(i: object) -> str:
     # i: the row's index from `read_table`, 0 for the first row under the header
     return f"data row {int(i) + 1}"
+
+
+def at_row(i: object) -> str:
+    return f"{row_name(i)} (1-based, header not counted)"
 
 
 def and_more(n: int) -> str:

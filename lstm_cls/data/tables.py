@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pandas loads in the table functions: synthetic runs start 0
 
 from lstm_cls import UserError
 from lstm_cls.data import header
-from lstm_cls.data.header import and_more, check_time_columns, plain_time, row_name, time_columns
+from lstm_cls.data.header import and_more, at_row, check_time_columns, plain_time, time_columns
 from lstm_cls.data.series import Series
 from lstm_cls.data.times import check_repeated_times, columns_named, parse_times, time_text
 
@@ -131,8 +131,7 @@ def table(
         missing = df[key].isna().to_numpy(bool)
         if missing.any():  # sorting would put such rows at the end of their series, out of order
             raise UserError(
-                f"data.time: {columns_named(time)} of {where} has no time at "
-                f"{row_name(df.index[missing][0])} (1-based, header not counted)"
+                f"data.time: {columns_named(time)} of {where} has no time at {at_row(df.index[missing][0])}"
                 f"{and_more(int(missing.sum()) - 1)}; every row needs one"
             )
     order = [c for c in (group, key) if c is not None]
@@ -228,8 +227,8 @@ def _check_group_ids(ids: pd.Series, group: str, key: str, where: str) -> None:
     n, what = int(missing.sum()), "case" if key == "data.case" else "group"
     raise UserError(
         f"{key}: column {group!r} of {where} has no {what} id in {n} row{'s' if n > 1 else ''}, the first at "
-        f"{row_name(ids.index[missing][0])} (1-based, header not counted); every row needs one (drop those "
-        f"rows, or give them their {what}'s id)"
+        f"{at_row(ids.index[missing][0])}; every row needs one (drop those rows, or give them their "
+        f"{what}'s id)"
     )
 
 
@@ -247,8 +246,8 @@ def _check_finite(x: np.ndarray, df: pd.DataFrame, names: list[str], rows: np.nd
     step, col = int(first[0]), names[int(first[1])]
     cols = [n for n, k in zip(names, bad.any(0), strict=True) if k]
     raise UserError(
-        f"data.features: column {col!r} of {where} holds {df[col].iloc[step]} at {row_name(rows[step])} "
-        f"(1-based, header not counted); features must be finite and within float32 range "
+        f"data.features: column {col!r} of {where} holds {df[col].iloc[step]} at {at_row(rows[step])}; "
+        "features must be finite and within float32 range "
         f"(|x| <= {_FLOAT32_MAX:.3g}); columns with such values: {cols}"
     )
 

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from lstm_cls import UserError
-from lstm_cls.data.header import and_more, first_line, row_name, time_columns
+from lstm_cls.data.header import and_more, at_row, first_line, row_name, time_columns
 
 # a time of day alone ("14:05", "2:05:00 PM", "2 PM"): pandas would put it on today's date
 _CLOCK = r"\d{1,2}(:\d{2}){1,2}([.,]\d+)?\s*([AaPp]\.?[Mm]\.?)?|\d{1,2}\s*[AaPp]\.?[Mm]\.?"
@@ -142,8 +142,7 @@ def parse_times(
         if endless.any():
             i = col.index[endless][0]
             raise UserError(
-                f"data.time: {what} of {where} holds {col.loc[i]} at {row_name(i)} "
-                "(1-based, header not counted); times must be finite"
+                f"data.time: {what} of {where} holds {col.loc[i]} at {at_row(i)}; times must be finite"
             )
         return col
     try:
@@ -169,9 +168,9 @@ def parse_times(
 
 def _refuse(values: pd.Series, bad: np.ndarray, holds: str, advice: str, what: str, where: str) -> None:
     if bad.any():
+        i = values.index[bad][0]
         raise UserError(
-            f"data.time: {what} of {where} holds {holds}, such as {_example(values, bad)} "
-            f"(1-based, header not counted){advice}"
+            f"data.time: {what} of {where} holds {holds}, such as {values.loc[i]!r} at {at_row(i)}{advice}"
         )
 
 
