@@ -18,6 +18,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import OmegaConf
 
 from lstm_cls import metrics as run_metrics
 from lstm_cls.checkpoints import write_json_atomic
@@ -133,12 +134,17 @@ class _FirstEpochs:
 
 class FirstEpochsLogger(TensorBoardLogger):
     """A shorter job's TensorBoard run, written while the longer job trains: everything logged for its
-    first `epochs` epochs, nothing after. (Reading the longer run's events back afterwards took ~2 s each.)"""
+    first `epochs` epochs, nothing after. (Reading the longer run's events back afterwards took ~2 s each.)
+    In its folder `run`, under its own label (`tb/max_epochs=10,...`)."""
 
-    def __init__(self, epochs: int, hydra_cfg: Any = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, epochs: int, run: Path) -> None:
+        from lstm_cls.tensorboard import tb_version
+
+        self.hydra_cfg = OmegaConf.load(
+            run / ".hydra" / "hydra.yaml"
+        )  # the shorter job's, read once (~60 ms)
+        super().__init__(str(run), name="", version=tb_version(self.hydra_cfg), default_hp_metric=False)
         self.epochs = epochs
-        self.hydra_cfg = hydra_cfg  # the shorter job's .hydra/hydra.yaml, read once (~60 ms)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if step is None or step <= self.epochs:  # the step is the epoch count (the model logs it)
@@ -150,37 +156,19 @@ class FirstEpochsLogger(TensorBoardLogger):
 
 
 def tensorboard_loggers(snapshots: Snapshots) -> dict[int, FirstEpochsLogger]:
-    """A TensorBoard run for each shorter job, in its folder under its own label (`tb/max_epochs=10,...`)."""
-    from omegaconf import OmegaConf
-
-    from lstm_cls.tensorboard import tb_version
-
-    out = {}
-    for epochs, run in snapshots.targets.items():
-        hydra_cfg = OmegaConf.load(run / ".hydra" / "hydra.yaml")
-        out[epochs] = FirstEpochsLogger(
-            epochs,
-            hydra_cfg,
-            save_dir=str(run),
-            name="",
-            version=tb_version(hydra_cfg),
-            default_hp_metric=False,
-        )
-    return out
+    """A TensorBoard run for each shorter job."""
+    return {epochs: FirstEpochsLogger(epochs, run) for epochs, run in snapshots.targets.items()}
 
 
 def tensorboard_end(logger: FirstEpochsLogger, cfg: Any, model: L.LightningModule, metrics: dict) -> None:
     """The shorter run's own test scalars, final values and HParams entry, at its epoch count."""
-    from omegaconf import OmegaConf
-
     from lstm_cls.tensorboard import write_final
 
-    hydra_cfg = logger.hydra_cfg or OmegaConf.load(Path(logger.save_dir) / ".hydra" / "hydra.yaml")
     writer = logger.experiment
     for key, value in model.epoch_metrics.get("test", {}).items():
         writer.add_scalar(key, value, logger.epochs)
     shorter = OmegaConf.merge(cfg, {"trainer": {"max_epochs": logger.epochs}})
-    write_final(writer, logger.log_dir, shorter, model, metrics, hydra_cfg)
+    write_final(writer, logger.log_dir, shorter, model, metrics, logger.hydra_cfg)
     logger.finalize("success")
 
 
