@@ -259,14 +259,14 @@ TrainerNode = NODES[Trainer] = node(Trainer)
 SyntheticNode = NODES[Synthetic] = node(Synthetic)
 TableNode = NODES[Table] = node(Table)
 UeaNode = NODES[Uea] = node(Uea)
-# the schema of each group's option, as its yaml's defaults list names it (`- _schema`)
+# conf/'s yaml name their schema in their defaults list (`- optional /schema@_here_: model`)
 STORED = {
-    (None, "_schema_train"): Train,
-    ("model", "_schema"): Model,
-    ("trainer", "_schema"): Trainer,
-    ("data", "_schema_synthetic"): Synthetic,
-    ("data", "_schema_table"): Table,
-    ("data", "_schema_uea"): Uea,
+    "train": Train,
+    "model": Model,
+    "trainer": Trainer,
+    "synthetic": Synthetic,
+    "table": Table,
+    "uea": Uea,
 }
 
 
@@ -275,5 +275,5 @@ def register() -> None:
     composes a config (each command's start, lstm_cls.entry.start; tests' compose_cfg)."""
     from hydra.core.config_store import ConfigStore
 
-    for (group, name), cls in STORED.items():
-        ConfigStore.instance().store(group=group, name=name, node=NODES[cls])
+    for name, cls in STORED.items():
+        ConfigStore.instance().store(group="schema", name=name, node=NODES[cls])
