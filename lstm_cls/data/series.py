@@ -30,10 +30,6 @@ class Series:
     group_names: list[str] | None = None
 
 
-def group_lengths(series: Series) -> list[int]:
-    return [b - a for a, b in series.bounds]
-
-
 def concat(parts: list[Series]) -> Series:
     """Series laid end to end (training file first), their groups kept apart."""
     offset, bounds = 0, []

@@ -18,7 +18,7 @@ from lstm_cls.data import tables
 from lstm_cls.data.batches import loader
 from lstm_cls.data.header import plain_time, time_columns
 from lstm_cls.data.scaling import fit_scaler, scale_
-from lstm_cls.data.series import Series, concat, group_lengths, synthetic
+from lstm_cls.data.series import Series, concat, synthetic
 from lstm_cls.data.splits import fraction_keeping
 from lstm_cls.data.windows import SPLITS, WindowSet, latest_part, make_splits, split_segments
 
@@ -292,7 +292,7 @@ class CsvDataModule(WindowDataModule):
         return {**super().info(), "target": self.target, **read}
 
     def _check_lengths(self, series: Series, path: str) -> None:
-        short = [n for n in group_lengths(series) if n < self.window + self.horizon]
+        short = [b - a for a, b in series.bounds if b - a < self.window + self.horizon]
         if short:
             what = "series" if len(series.bounds) == 1 else f"{len(short)} of {len(series.bounds)} groups"
             raise UserError(
