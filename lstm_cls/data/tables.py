@@ -180,10 +180,9 @@ def table(
         )
         x = filled.to_numpy(np.float32)
 
-    if target is None:  # prediction on a file without labels
-        y_raw = pd.Series(np.nan, index=df.index)
-    else:
-        y_raw = df[target]
+    y_raw = (
+        df[target] if target is not None else pd.Series(np.nan, index=df.index)
+    )  # None: predict, no labels
     present = y_raw.dropna()
     if classes is None:
         values = sorted(present.unique().tolist(), key=lambda v: (isinstance(v, str), v))
