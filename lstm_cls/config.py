@@ -9,6 +9,7 @@ Each setting's type and range is declared once, in `lstm_cls.schema`, and checke
 from __future__ import annotations
 
 import math
+import operator
 import typing
 from collections.abc import Mapping
 from dataclasses import fields
@@ -35,63 +36,52 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def allowed(t: Any, limits: Mapping[str, Any]) -> str:
-    """A field's type and range in words: `a positive integer`, `in (0, 1)`, `one of ce, bce, mse`."""
-    if "allowed" in limits:
-        return limits["allowed"]
-    args = [a for a in typing.get_args(t) if a is not type(None)]
-    if type(None) in typing.get_args(t) and len(args) == 1:  # Optional[x]
-        inner = allowed(args[0], limits)
-        return (
-            "true, false or null"
-            if args[0] is bool
-            else inner
-            if inner.startswith("one of")
-            else f"{inner} or null"
-        )
-    if typing.get_origin(t) is Literal or args and all(typing.get_origin(a) is Literal for a in args):
-        words = dict.fromkeys(str(w) for w in _choices(t) if isinstance(w, str))
-        return f"one of {', '.join(words)}"
-    if t is bool:
-        return "true or false"
-    kind = "an integer" if t is int else "a number" if t is float else "a string"
-    low = ("(", limits["above"]) if "above" in limits else ("[", limits["min"]) if "min" in limits else None
-    high = (")", limits["below"]) if "below" in limits else ("]", limits["max"]) if "max" in limits else None
-    if low and high:
-        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
-    if low == ("(", 0) and t is int:
-        return "a positive integer"
-    return f"{kind} {'>' if low[0] == '(' else '>='} {low[1]}" if low else kind
-
-
 def _choices(t: Any) -> list[Any]:
+    """The values of a (union of, optional) `Literal`; [] for any other type."""
     if typing.get_origin(t) is Literal:
         return list(typing.get_args(t))
     return [c for a in typing.get_args(t) for c in _choices(a)]
 
 
+def _parts(t: Any) -> tuple[Any, bool]:
+    """A field's type without None, and whether it may be None (`x | None`)."""
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    optional = len(args) < len(typing.get_args(t))
+    return (args[0] if optional and len(args) == 1 else t), optional
+
+
+# schema.rule's limits: in words, as a test, as a bracket
+BOUNDS = {"above": (">", operator.gt, "("), "min": (">=", operator.ge, "["), "below": ("<", operator.lt, ")")}
+BOUNDS["max"] = ("<=", operator.le, "]")
+
+
+def allowed(t: Any, limits: Mapping[str, Any]) -> str:
+    """A field's type and range in words: `a positive integer`, `in (0, 1)`, `one of ce, bce, mse`."""
+    (base, optional), choices = _parts(t), _choices(t)
+    if "allowed" in limits or choices:
+        return limits.get("allowed") or f"one of {', '.join(dict.fromkeys(str(c) for c in choices))}"
+    if base is bool:
+        return "true, false or null" if optional else "true or false"
+    kind = {int: "an integer", float: "a number"}.get(base, "a string")
+    low, high = ([k for k in keys if k in limits] for keys in (("above", "min"), ("below", "max")))
+    if low and high:
+        words = f"in {BOUNDS[low[0]][2]}{limits[low[0]]}, {limits[high[0]]}{BOUNDS[high[0]][2]}"
+    elif low and base is int and low[0] == "above" and limits["above"] == 0:
+        words = "a positive integer"
+    else:
+        words = " ".join([kind, *(f"{BOUNDS[k][0]} {limits[k]}" for k in low + high)])
+    return f"{words} or null" if optional else words
+
+
 def fits(t: Any, limits: Mapping[str, Any], v: Any) -> bool:
     """Whether `v` is of type `t` and in the range `limits` (`schema.rule`)."""
-    if "ok" in limits:
-        return limits["ok"](v)
-    if v is None:
-        return type(None) in typing.get_args(t) or t is Any
-    if typing.get_origin(t) is Literal or _choices(t):
-        return v in _choices(t) and not isinstance(v, bool)
-    args = [a for a in typing.get_args(t) if a is not type(None)]
-    t = args[0] if len(args) == 1 else t
-    if t is Any:
-        return True
-    if t is bool or t is str:
-        return isinstance(v, t)
-    if not (_int(v) if t is int else _number(v)):
-        return False
-    return (
-        v > limits.get("above", -math.inf)
-        and v >= limits.get("min", -math.inf)
-        and v < limits.get("below", math.inf)
-        and v <= limits.get("max", math.inf)
-    )
+    (base, optional), choices = _parts(t), _choices(t)
+    if "ok" in limits or v is None:
+        return limits["ok"](v) if "ok" in limits else optional
+    if choices or base in (bool, str):
+        return v in choices and not isinstance(v, bool) if choices else isinstance(v, base)
+    number = _int(v) if base is int else _number(v)
+    return number and all(BOUNDS[k][1](v, limit) for k, limit in limits.items() if k in BOUNDS)
 
 
 def problems(node: Mapping[str, Any], cls: type, prefix: str = "") -> list[str]:
@@ -111,17 +101,15 @@ def problems(node: Mapping[str, Any], cls: type, prefix: str = "") -> list[str]:
     return out
 
 
+# where each setting is declared: the data sources' schemas by the key that tells them apart
+GROUPS = {"": [schema.Train], "sweep": [schema.Sweep], "model": [schema.Model], "trainer": [schema.Trainer]}
+SOURCES = {"length": schema.Synthetic, "name": schema.Uea, "path": schema.Table}
+GROUPS["data"] = list(SOURCES.values())
+
+
 def source(d: Mapping[str, Any]) -> type:
     """The schema of a data source's config."""
-    return (
-        schema.Synthetic
-        if "length" in d
-        else schema.Uea
-        if "name" in d
-        else schema.Table
-        if "path" in d
-        else schema.Windows
-    )
+    return next((cls for key, cls in SOURCES.items() if key in d), schema.Windows)
 
 
 def wrong_type(typed: str) -> str | None:
@@ -130,17 +118,9 @@ def wrong_type(typed: str) -> str | None:
 
     o = OverridesParser.create().parse_override(typed)
     group, _, key = o.key_or_group.rpartition(".")
-    where = {
-        "": [schema.Train],
-        "sweep": [schema.Sweep],
-        "model": [schema.Model],
-        "trainer": [schema.Trainer],
-    }
-    where["data"] = [schema.Synthetic, schema.Table, schema.Uea]
-    for cls in where.get(group, []):
+    for cls in GROUPS.get(group, []):
         if key in {f.name for f in fields(cls)}:
-            found = problems({key: o.value()}, cls, f"{group}." if group else "")
-            return found[0] if found else None
+            return next(iter(problems({key: o.value()}, cls, f"{group}." if group else "")), None)
     return None
 
 

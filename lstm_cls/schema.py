@@ -9,7 +9,6 @@ from these same fields. OmegaConf 2.3 takes no `Literal`, `Union` or strict bool
 because OmegaConf would read `1` or `yes` as true, where the check refuses them. No torch here.
 """
 
-import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field, make_dataclass
@@ -43,14 +42,6 @@ def _int(v: Any) -> bool:
 def _batches(v: Any) -> bool:
     """Lightning's limit_*_batches / overfit_batches: an int counts batches, a float is a fraction."""
     return v is None or (_int(v) and v >= 0) or (isinstance(v, float) and 0.0 <= v <= 1.0)
-
-
-def _interval(v: Any) -> bool:
-    return v is None or (_int(v) and v > 0) or (isinstance(v, float) and 0 < v <= 1)
-
-
-def _devices(v: Any) -> bool:
-    return v == "auto" or (_int(v) and (v >= 1 or v == -1)) or isinstance(v, typing.Sequence)
 
 
 def _class_weights(w: Any) -> bool:
@@ -91,7 +82,10 @@ class Trainer:  # conf/trainer/default.yaml: the Trainer arguments it lists (+tr
     _target_: str = rule()
     default_root_dir: str | None = rule()
     accelerator: Any = rule()  # a name or an Accelerator
-    devices: Any = rule(ok=_devices, allowed="a positive integer, -1, auto or a list")
+    devices: Any = rule(
+        ok=lambda v: v == "auto" or (_int(v) and (v >= 1 or v == -1)) or isinstance(v, typing.Sequence),
+        allowed="a positive integer, -1, auto or a list",
+    )
     max_epochs: int | None = rule()  # with max_steps: lstm_cls.config
     num_sanity_val_steps: int = rule()
     enable_model_summary: bool = rule()
@@ -108,7 +102,10 @@ class Trainer:  # conf/trainer/default.yaml: the Trainer arguments it lists (+tr
     limit_val_batches: Any = batches()
     limit_test_batches: Any = batches()
     overfit_batches: Any = batches()
-    val_check_interval: Any = rule(ok=_interval, allowed="an integer > 0 (batches) or a float in (0, 1]")
+    val_check_interval: Any = rule(
+        ok=lambda v: v is None or (_int(v) and v > 0) or (isinstance(v, float) and 0 < v <= 1),
+        allowed="an integer > 0 (batches) or a float in (0, 1]",
+    )
     check_val_every_n_epoch: int | None = rule(above=0)
     accumulate_grad_batches: int = rule(min=1)
     gradient_clip_val: float | None = rule(min=0)
@@ -235,17 +232,10 @@ def hydra_type(t: Any) -> Any:
 
 def node(cls: type) -> type:
     """`cls` as Hydra is handed it (`hydra_type`): a class of this module, where a pickled config finds it."""
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls)  # (in the order of the fields)
     made = make_dataclass(
         f"{cls.__name__}Node",
-        [
-            (
-                f.name,
-                NODES[hints[f.name]] if hints[f.name] in NODES else hydra_type(hints[f.name]),
-                field(default=MISSING),
-            )
-            for f in dataclasses.fields(cls)
-        ],
+        [(name, NODES.get(t) or hydra_type(t), field(default=MISSING)) for name, t in hints.items()],
     )
     made.__module__ = __name__
     return made
@@ -260,14 +250,8 @@ SyntheticNode = NODES[Synthetic] = node(Synthetic)
 TableNode = NODES[Table] = node(Table)
 UeaNode = NODES[Uea] = node(Uea)
 # conf/'s yaml name their schema in their defaults list (`- optional /schema@_here_: model`)
-STORED = {
-    "train": Train,
-    "model": Model,
-    "trainer": Trainer,
-    "synthetic": Synthetic,
-    "table": Table,
-    "uea": Uea,
-}
+STORED = {"train": Train, "model": Model, "trainer": Trainer}
+STORED |= {"synthetic": Synthetic, "table": Table, "uea": Uea}
 
 
 def register() -> None:
