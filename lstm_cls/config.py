@@ -25,7 +25,7 @@ from lstm_cls.data.splits import fraction_keeping, kept_steps, split_bounds
 
 NAN_RULES = typing.get_args(schema.NanRule)
 SCALES = typing.get_args(schema.Scale)  # data.scale: the one list (lstm_cls.data.scaling applies them)
-SWEEP_RESUME = typing.get_args(schema.Resume)  # lstm_cls.sweeps.RESUME: how a rerun resumes a sweep
+SWEEP_RESUME = typing.get_args(schema.Resume)  # sweep.resume: how a rerun resumes a sweep (sweeps.py)
 
 
 def _int(v: Any) -> bool:
