@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -112,6 +113,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not rank_zero():  # a DDP process started by Lightning: the first one holds the directory
         return fit_and_test(cfg, run_dir)
     found = [f for f in rundir.conflicts(run_dir) if f != ".hydra"]  # Hydra wrote this run's own
+    if found and in_multirun() and os.environ.get("SUBMITIT_EXECUTOR"):  # requeued: resumes (requeue.py)
+        from lstm_cls import requeue
+
+        done, found = requeue.resume(cfg, run_dir), []
+        if done is not None:
+            return done
     if found:
         raise UserError(
             f"{run_dir} already holds {', '.join(found)}: runs never write over results or your files; "
@@ -235,15 +242,20 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     # from here Ctrl-C raises KeyboardInterrupt again: Lightning stops training gracefully (see interrupted)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    from lstm_cls.requeue import watch
+
+    preempted = watch() if multirun else None  # a submitit job: its preemption signal stops as SIGTERM
     try:
         trainer.fit(model, datamodule=dm, ckpt_path=resume_from, weights_only=True)
     except SIGTERMException:  # Lightning stops at the next batch when SIGTERM arrives (Slurm, Docker...)
-        interrupted(trainer, model, run_dir, "SIGTERM", 143)
+        interrupted(trainer, model, run_dir, "SIGTERM", 143, preempted)
     except SystemExit:  # Lightning turns Ctrl-C into a graceful stop and sys.exit(1)
         if not trainer.interrupted:
             raise
         interrupted(trainer, model, run_dir, "Ctrl-C", 130)
     finally:
+        if preempted is not None:  # submitit's handler again: it requeues the job at once
+            preempted.end()
         if resume_from and rank_zero():  # every process has restored from it: the copy is not needed
             resume_from.unlink(missing_ok=True)
     fit_seconds = time.perf_counter() - t0
@@ -359,8 +371,11 @@ def build(key: str, node: Any, **kwargs: Any) -> Any:
         ) from None
 
 
-def interrupted(trainer: L.Trainer, model: L.LightningModule, run_dir: Path, why: str, code: int) -> None:
-    """Ctrl-C or SIGTERM: keep where training got to in last.ckpt, say so in metrics.json, exit 130 / 143."""
+def interrupted(
+    trainer: L.Trainer, model: L.LightningModule, run_dir: Path, why: str, code: int, preempted: Any = None
+) -> None:
+    """Ctrl-C or SIGTERM: keep where training got to in last.ckpt, say so in metrics.json, exit 130 / 143;
+    after submitit's preemption signal (`preempted`), submitit requeues the job instead (lstm_cls.requeue)."""
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(last)
     em = model.epoch_metrics
@@ -368,10 +383,14 @@ def interrupted(trainer: L.Trainer, model: L.LightningModule, run_dir: Path, why
         em.get("train", {}), em.get("val", {}), trainer.current_epoch, trainer.global_step
     )
     write_json_atomic(run_dir / run_metrics.FILE, metrics)
+    requeued = preempted is not None and preempted.received
     print(
-        f"interrupted ({why}) after {trainer.current_epoch} epochs; resume with ckpt_path={last}",
+        f"interrupted ({preempted.signal.name if requeued else why}) after {trainer.current_epoch} epochs; "
+        + (f"requeued: the job resumes from {last}" if requeued else f"resume with ckpt_path={last}"),
         file=sys.stderr,
     )
+    if requeued:
+        preempted.requeue()
     sys.exit(code)
 
 
