@@ -1,6 +1,7 @@
 """How long a sweep took and how busy it kept its slots: wall time and jobs at once from sweep.json (the
 launcher's), else estimated from file times and multirun.yaml; training time summed from the jobs'
-fit_seconds."""
+fit_seconds. A launcher that declares no count of jobs at once (submitit's, Hydra's basic one) is counted
+by the jobs themselves: the most that ran together, from each one's start and end."""
 
 from __future__ import annotations
 
@@ -127,6 +128,21 @@ def multirun_jobs_at_once(root: Path, n_jobs: int) -> int:
     return max(1, min(at_once, n_jobs))
 
 
+def most_at_once(runs: list[Path]) -> int:
+    """The most of `runs` that ran together: each from its start (Hydra writes its .hydra/ as the job
+    starts) to its end (its metrics.json); a job without both is not counted."""
+    events = []
+    for run in runs:
+        times = _mtimes([run / ".hydra", run / "metrics.json"])
+        if len(times) == 2 and times[0] <= times[1]:
+            events += [(times[0], 1), (times[1], -1)]
+    most = running = 0
+    for _, step in sorted(events):  # at one instant, an end before a start
+        running += step
+        most = max(most, running)
+    return max(1, most)
+
+
 def sweep_timing(root: Path, runs: list[Path], jobs: pd.DataFrame) -> Timing:
     """Wall time, training time and parallelism: from sweep.json, else estimated from file times."""
     s = read_sweep_json(root)
@@ -136,11 +152,13 @@ def sweep_timing(root: Path, runs: list[Path], jobs: pd.DataFrame) -> Timing:
     before = jobs["job"].astype(str).isin(earlier)
     own = numbers(jobs, "fit_seconds")[~derived & ~before].dropna()
     counts = {"train_s": float(own.sum()), "trained": len(own), "derived": int(derived.sum())}
+    # a launcher that declares no slots of its own counts 1: the jobs it trained say how many ran together
+    trained = [r for r in runs if r.name in set(jobs["job"].astype(str)[~derived & ~before])]
     if s is not None:
         finished = s.get("finished")
         return Timing(
             wall_s=(finished if finished is not None else time.time()) - s["started"],
-            at_once=s["jobs_at_once"],
+            at_once=s["jobs_at_once"] if s["jobs_at_once"] > 1 else most_at_once(trained),
             estimated=False,
             running=finished is None,
             earlier=int((before & ~derived).sum()),
@@ -149,4 +167,6 @@ def sweep_timing(root: Path, runs: list[Path], jobs: pd.DataFrame) -> Timing:
     # a job writes .hydra/ as it starts and metrics.json as it ends
     starts, ends = _mtimes([r / ".hydra" for r in runs]), _mtimes([r / "metrics.json" for r in runs])
     wall = max(ends) - min(starts) if starts and ends else None
-    return Timing(wall_s=wall, at_once=multirun_jobs_at_once(root, len(runs)), estimated=True, **counts)
+    at_once = multirun_jobs_at_once(root, len(runs))
+    at_once = at_once if at_once > 1 else most_at_once(trained)
+    return Timing(wall_s=wall, at_once=at_once, estimated=True, **counts)
