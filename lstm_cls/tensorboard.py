@@ -5,7 +5,8 @@ in short form (`hidden=32,batch_size=128`, cli.SHORT_NAMES), so that `tensorboar
 run by what it tried, not by its job number alone. A single run writes into its run directory, as it did.
 
 No torch at import, and no resolver: `register_resolver` adds `lstm_cls.tb_version`
-(conf/logger/tensorboard.yaml), called where a command starts (`lstm_cls.entry.start`) and by `train`.
+(conf/logger/tensorboard.yaml) and `lstm_cls.run_name` (conf/logger/mlflow.yaml, wandb.yaml), called where
+a command starts (`lstm_cls.entry.start`) and by `train`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ TB_DIR = "tb"  # the sub-folder of a job's run directory that holds its TensorBo
 # the tag as it is, and the HParams table, which reads each metric tag's latest scalar, still shows them.
 FINAL = "~final/"
 RESOLVER = "lstm_cls.tb_version"
+RUN_NAME = "lstm_cls.run_name"
 MAX_LABEL = 200  # bytes: a folder name may hold 255 on common file systems
 
 
@@ -182,20 +184,41 @@ def tb_version(cfg: DictConfig | None = None) -> str:
     return f"{TB_DIR}/{label}" if label else ""
 
 
+def run_name(cfg: DictConfig | None = None) -> str | None:
+    """A tracker's run name (MLflow, W&B): a multirun job's label, as TensorBoard names it; else the name
+    of the run's folder (`2026-12-04_18-12-54.123456`, or a job's number where nothing is swept); None
+    outside Hydra (the tracker names it). `cfg` as for `job_label`."""
+    label = job_label(cfg)
+    hydra = _hydra(cfg)
+    folder = OmegaConf.select(hydra, "runtime.output_dir") if hydra is not None else None
+    return label or (Path(folder).name if folder else None)
+
+
 def register_resolver() -> None:
-    """Add `lstm_cls.tb_version` to OmegaConf (once), before a config naming it is resolved."""
-    if not OmegaConf.has_resolver(RESOLVER):
-        OmegaConf.register_new_resolver(RESOLVER, tb_version)
+    """Add `lstm_cls.tb_version` and `lstm_cls.run_name` to OmegaConf (once), before a config naming them
+    is resolved."""
+    for name, resolver in ((RESOLVER, tb_version), (RUN_NAME, run_name)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
-def run_hparams(cfg: DictConfig, hydra_cfg: DictConfig | None = None) -> dict[str, Any]:
+def run_hparams(
+    cfg: DictConfig, hydra_cfg: DictConfig | None = None, constant: bool = False
+) -> dict[str, Any]:
     """The settings for the HParams tab. In a multirun: the swept ones alone, in sweep order, under their
     full keys (`model.hidden`); the others are the same in every job and would only crowd the table. A
     single run: `model.*`, `data.*`, `seed` and `trainer.max_epochs`. `hydra_cfg` as for `job_label`.
+    `constant`: a multirun job's swept settings, then a single run's (a tracker's table holds the runs of
+    many sweeps: MLflow's, W&B's).
 
     TensorBoard (2.21) orders the table's columns by name whatever the order written here: leaving the
     constant settings out is what puts the swept ones first."""
     params = flat(OmegaConf.to_container(cfg, resolve=True), "")
+    single = {
+        k: v
+        for k, v in params.items()
+        if k.split(".")[0] in ("data", "model", "seed") or k in ("trainer.max_epochs",)
+    }
     hydra = _hydra(hydra_cfg)
     if hydra is not None and _multirun(hydra):
         values = _job_values(hydra)
@@ -206,12 +229,8 @@ def run_hparams(cfg: DictConfig, hydra_cfg: DictConfig | None = None) -> dict[st
             if k in params or k in values
         }
         if swept:
-            return swept
-    return {
-        k: v
-        for k, v in params.items()
-        if k.split(".")[0] in ("data", "model", "seed") or k in ("trainer.max_epochs",)
-    }
+            return swept | single if constant else swept
+    return single
 
 
 def log_to_tensorboard(

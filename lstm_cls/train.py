@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_cls import STARTED, UserError, config, rundir
+from lstm_cls import STARTED, UserError, config, rundir, trackers
 from lstm_cls import metrics as run_metrics
 from lstm_cls.checkpoints import write_json_atomic
 from lstm_cls.entry import cli, in_multirun, rank_zero, run_task
-from lstm_cls.tensorboard import log_to_tensorboard, register_resolver
+from lstm_cls.tensorboard import register_resolver
 
 if TYPE_CHECKING:
     import lightning as L
@@ -109,6 +109,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write `metrics.json`; returns its content."""
     register_resolver()  # the TensorBoard logger's version (conf/logger/tensorboard.yaml), whoever calls
     config.check(cfg, multirun=in_multirun())
+    trackers.prepare(cfg.get("logger"))  # their packages; MLflow's store, made by one job at a time
     run_dir = Path(cfg.run_dir)
     if not rank_zero():  # a DDP process started by Lightning: the first one holds the directory
         return fit_and_test(cfg, run_dir)
@@ -239,6 +240,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             check_resume(load(cfg.ckpt_path), dict(model.hparams), model.data_info, where, reasons)
             checkpoints = run_dir / "checkpoints"
             resume_from = carry_over(Path(cfg.ckpt_path), checkpoints, resume, trainer.checkpoint_callbacks)
+    trackers.log_settings(trainer, cfg)  # MLflow's, W&B's parameters (TensorBoard's come at the end)
     t0 = time.perf_counter()
     # from here Ctrl-C raises KeyboardInterrupt again: Lightning stops training gracefully (see interrupted)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -307,7 +309,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         trainer.strategy.barrier("metrics")  # "completed" only once every process got here
     if trainer.is_global_zero:  # under DDP, the metrics were reduced over every process already
         write_json_atomic(run_dir / run_metrics.FILE, metrics)
-        log_to_tensorboard(trainer, cfg, model, metrics)
+        trackers.log_end(trainer, cfg, model, metrics)  # TensorBoard's HParams, each tracker's final figures
         log.info("metrics: %s", json.dumps(metrics))
         if multirun:
             print(job_line(run_dir, metrics))
