@@ -2,11 +2,11 @@
 (`Evaluation`), their keys, built for the commands that write them, metrics.json read back checked.
 
 metrics.json is written by training (`train.fit_and_test`: a completed run; `train.interrupted`: Ctrl-C or
-SIGTERM) and by a sweep's nested epochs (`nested.write_runs`: a shorter run derived from a longer job). Read
-by the sweeper (`sweeps.completed`: which jobs are done), the report (`report.read`) and TensorBoard
-(`tensorboard.write_final`: the final scalars). `evaluate` writes `<run>/evaluations/<file stem>.json` with
-the same test/ keys. The files' keys, their order and their values are those the commands have always
-written: the builders here only put them in one place.
+SIGTERM; `pruning`: a trial Optuna pruned) and by a sweep's nested epochs (`nested.write_runs`: a shorter run
+derived from a longer job). Read by the sweeper (`sweeps.completed`: which jobs are done), the report
+(`report.read`) and TensorBoard (`tensorboard.write_final`: the final scalars). `evaluate` writes
+`<run>/evaluations/<file stem>.json` with the same test/ keys. The files' keys, their order and their values
+are those the commands have always written: the builders here only put them in one place.
 
 No torch here, nor OmegaConf: the sweeper and the report read these files before any job runs.
 """
@@ -28,7 +28,7 @@ SECONDS = ("fit_seconds", "train_seconds", "test_seconds", "startup_seconds")  #
 RunMetrics = TypedDict(
     "RunMetrics",
     {
-        "status": str,  # "completed" or "interrupted" (a failed job writes none: its error.txt)
+        "status": str,  # "completed", "interrupted" or "pruned" (a failed job writes none: its error.txt)
         "train/loss": float | None,
         "train/acc": float | None,
         "val/loss": float | None,  # null without validation (limit_val_batches=0)
@@ -124,6 +124,11 @@ def interrupted(train: dict, val: dict, epochs: int, global_step: int) -> RunMet
         "epochs": epochs,
         "global_step": global_step,
     }
+
+
+def pruned(train: dict, val: dict, epochs: int, global_step: int) -> RunMetrics:
+    """A trial Optuna's pruner stopped (`lstm_cls.pruning`): how far it got, as an interrupted run's."""
+    return {**interrupted(train, val, epochs, global_step), "status": "pruned"}  # type: ignore[return-value]
 
 
 def derived(long: RunMetrics, ended: dict[str, Any], seconds: dict[str, float], **counts: Any) -> RunMetrics:
