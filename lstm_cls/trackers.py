@@ -144,16 +144,22 @@ def log_settings(trainer: L.Trainer, cfg: DictConfig) -> None:
             lg.log_hyperparams(params)
 
 
+def final_figures(metrics: RunMetrics, logged: Mapping[str, float]) -> dict[str, float]:
+    """The numbers of `metrics.json` a tracker gets at the run's end: those whose last value logged while
+    the run trained (`logged`, each key's) is not that number already (test/acc is; epochs, val/best_loss,
+    the counts and seconds are not)."""
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: float(v) for k, v in numbers.items() if logged.get(k) != v}
+
+
 def log_end(trainer: L.Trainer, cfg: DictConfig, model: L.LightningModule, metrics: RunMetrics) -> None:
     """The run's end in every logger: TensorBoard's HParams tab, and each tracker's metrics at the last
-    epoch's step, every number of `metrics.json` (so that each key's last value is the run's final figure);
-    MLflow tags a run with the words (status, best_checkpoint, train_path)."""
+    epoch's step, the numbers of `metrics.json` it does not hold yet (`final_figures`: then each key's last
+    value is the run's final figure); MLflow tags the run with the words (status, best_checkpoint...)."""
     from lightning.pytorch.loggers import MLFlowLogger
 
     log_to_tensorboard(trainer, cfg, model, metrics)
-    numbers = {
-        k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
+    numbers = final_figures(metrics, {k: v for per in model.epoch_metrics.values() for k, v in per.items()})
     words = {k: v for k, v in metrics.items() if isinstance(v, str)}
     for lg in _trackers(trainer):
         lg.log_metrics(numbers, step=int(metrics["epochs"]))
@@ -161,3 +167,57 @@ def log_end(trainer: L.Trainer, cfg: DictConfig, model: L.LightningModule, metri
             for k, v in words.items():
                 lg.experiment.set_tag(lg.run_id, k, v)
         lg.save()
+
+
+def log_derived(trainer: L.Trainer, cfg: DictConfig, runs: list[tuple[Path, RunMetrics]]) -> None:
+    """A sweep's shorter jobs that this job wrote from its first epochs (nested epochs, lstm_cls.nested): an
+    MLflow run each, as the job would have logged alone: its settings, every epoch of its metrics.csv, and
+    metrics.json's figures at its last epoch. (Other trackers have one run per process: none there.)"""
+    from lightning.pytorch.loggers import MLFlowLogger
+    from omegaconf import OmegaConf
+
+    from lstm_cls.tensorboard import run_name
+
+    for lg in (lg for lg in trainer.loggers if isinstance(lg, MLFlowLogger)):
+        for run, metrics in runs:
+            hydra = OmegaConf.load(run / ".hydra" / "hydra.yaml")
+            shorter = OmegaConf.merge(cfg, {"trainer": {"max_epochs": metrics["epochs"]}})
+            tags = {"run_dir": str(run), "mlflow.runName": run_name(hydra) or run.name}
+            tags |= {k: v for k, v in metrics.items() if isinstance(v, str)}
+            _mlflow_run(
+                lg, tags, run_hparams(shorter, hydra, constant=True), _history(run / "metrics.csv"), metrics
+            )
+
+
+def _history(path: Path) -> list[tuple[str, float, int]]:
+    """(key, value, step) of each figure a run's metrics.csv holds."""
+    import csv
+
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [
+        (k, float(v), int(float(row["step"])))
+        for row in rows
+        for k, v in row.items()
+        if k != "step" and v not in ("", None) and row.get("step") not in ("", None)
+    ]
+
+
+def _mlflow_run(
+    lg: Any, tags: dict[str, str], params: dict[str, Any], history: list, metrics: RunMetrics
+) -> None:
+    import time
+
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking.context.registry import resolve_tags
+
+    client, now = lg.experiment, int(time.time() * 1000)
+    made = client.create_run(experiment_id=lg.experiment_id, tags=resolve_tags(tags))
+    epochs = int(metrics["epochs"])
+    final = final_figures(metrics, {k: v for k, v, _ in history})
+    figures = [Metric(k, v, now, step) for k, v, step in history]
+    figures += [Metric(k, v, now + 1, epochs) for k, v in final.items()]
+    settings = [Param(k, str(v)[:250]) for k, v in params.items()]
+    for i in range(0, max(len(figures), len(settings)), 100):  # MLflow's limits per batch
+        client.log_batch(made.info.run_id, metrics=figures[i : i + 100], params=settings[i : i + 100])
+    client.set_terminated(made.info.run_id, "FINISHED")

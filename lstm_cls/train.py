@@ -317,6 +317,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             from lstm_cls.nested import write_runs
 
             shorter = write_runs(snapshots, model, dm, run_dir, metrics, accelerator, cfg, shorter_tb)
+            trackers.log_derived(trainer, cfg, shorter)  # an MLflow run for each shorter job too
             for run, written in shorter:
                 log.info("nested epochs: wrote %s from this run's first epochs", run)
                 print(job_line(run, written))

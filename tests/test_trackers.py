@@ -36,12 +36,14 @@ def same_figures(run: dict, metrics: dict) -> None:
 
 @pytest.mark.slow
 def test_a_parallel_sweep_logs_every_job_to_one_sqlite_store_under_outputs(tmp_path, monkeypatch):
-    # two jobs at once start on a store that does not exist yet: one creates its tables, the other waits
+    # two jobs at once start on a store that does not exist yet: one creates its tables, the other waits.
+    # Each trains 2 epochs and writes its 1-epoch sibling from its first (nested epochs): 4 MLflow runs
     sweep = tmp_path / "sweep"
     r = run_cli(
         "-m",
         *TINY,
         "model.hidden=8,12",
+        "trainer.max_epochs=1,2",
         "logger=mlflow",
         "hydra/launcher=forkserver",
         "hydra.launcher.n_jobs=2",
@@ -49,23 +51,29 @@ def test_a_parallel_sweep_logs_every_job_to_one_sqlite_store_under_outputs(tmp_p
         cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("derived from job") == 2
     assert (tmp_path / "outputs" / "mlflow.db").is_file()  # the default store, under where the command ran
     assert not (tmp_path / "mlruns").exists()  # no file store, no artifacts folder where the command ran
-    runs = mlflow_runs(f"sqlite:///{tmp_path}/outputs/mlflow.db", monkeypatch)
-    assert len(runs) == 2
-    hidden = set()
+    uri = f"sqlite:///{tmp_path}/outputs/mlflow.db"
+    runs = mlflow_runs(uri, monkeypatch)
+    import mlflow
+
+    seen = set()
     for run in runs:
         job = Path(run["tags.run_dir"])
         assert job.parent == sweep and run["status"] == "FINISHED"
-        overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml")
-        typed = next(o.split("=")[1] for o in overrides if o.startswith("model.hidden="))
-        assert run["params.model.hidden"] == typed  # the swept setting, then the settings every job shares
-        assert run["params.model.lr"] == "0.001" and run["params.trainer.max_epochs"] == "2"
-        assert run["tags.mlflow.runName"] == f"hidden={typed}"  # as TensorBoard names the job
+        typed = dict(o.split("=") for o in OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+        hidden, epochs = typed["model.hidden"], typed["trainer.max_epochs"]
+        # the swept settings, then those every job shares
+        assert run["params.model.hidden"] == hidden and run["params.trainer.max_epochs"] == epochs
+        assert run["params.model.lr"] == "0.001" and run["params.data.window"] == "8"
+        assert run["tags.mlflow.runName"] == f"hidden={hidden},max_epochs={epochs}"  # as TensorBoard names it
         same_figures(run, json.loads((job / "metrics.json").read_text()))
         assert (job / "metrics.csv").is_file()  # the CSV log, which `report` reads, beside MLflow
-        hidden.add(typed)
-    assert hidden == {"8", "12"}
+        history = mlflow.MlflowClient(uri).get_metric_history(run["run_id"], "val/loss")
+        assert sorted(m.step for m in history) == list(range(1, int(epochs) + 1))  # one value an epoch
+        seen.add((hidden, epochs))
+    assert seen == {("8", "1"), ("8", "2"), ("12", "1"), ("12", "2")} and len(runs) == 4
 
 
 @pytest.mark.slow
