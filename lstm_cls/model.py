@@ -85,8 +85,9 @@ class LSTMClassifier(L.LightningModule):
             raise UserError("class_weights=balanced needs the training labels: train.py turns it into a list")
         if class_weights == "none":  # the config's word for None
             class_weights = None
-        # logger=False: hparams go to TensorBoard once, at the end, with the final metrics; `net`'s keys are
-        # saved flat beside the others (Lightning collects **kwargs), as checkpoints have always held them
+        # logger=False: the run's settings go to TensorBoard once, at the end, with the final metrics, and to
+        # other trackers as it starts (lstm_cls.trackers); `net`'s keys are saved flat beside the others
+        # (Lightning collects **kwargs), as checkpoints have always held them
         self.save_hyperparameters(logger=False)
         self.net = LSTMBackbone(n_classes=n_classes, output=backbone_output(loss, output), **net)
         weights = torch.tensor(class_weights if class_weights else [1.0] * n_classes)
