@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+import shutil
 import typing
 from collections.abc import Mapping
 from dataclasses import fields
@@ -271,8 +272,14 @@ PARALLEL_LAUNCHERS = ("joblib", "forkserver")
 
 def check_launcher(launcher: Mapping[str, Any]) -> None:
     """`hydra.launcher.*` numbers, checked like every setting: joblib's and the forkserver launcher's n_jobs
-    is a non-zero integer (-1: every core, -2: all but one; joblib refuses 0)."""
+    is a non-zero integer (-1: every core, -2: all but one; joblib refuses 0). Slurm's (submitit) needs
+    Slurm's commands on this machine."""
     target = str(launcher.get("_target_", "")).lower()
+    if target.endswith("slurmlauncher") and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise UserError(
+            "hydra/launcher=slurm needs Slurm's sbatch and srun, which this machine does not have: run the "
+            "command on the cluster's login node, or try the sweep here with hydra/launcher=submitit_local"
+        )
     if not any(name in target for name in PARALLEL_LAUNCHERS):
         return
     n = launcher.get("n_jobs", -1)

@@ -125,6 +125,13 @@ def test_a_preempted_job_saves_is_requeued_and_resumes_as_if_never_stopped(make_
     assert figures(sweep / "1") == whole
 
 
+def test_the_slurm_preset_without_slurm_is_one_error_line_before_anything_is_written(tmp_path):
+    r = run_cli("-m", *TINY, "hydra/launcher=slurm", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert r.returncode == 2 and r.stderr.startswith("error: hydra/launcher=slurm needs Slurm's sbatch")
+    assert "hydra/launcher=submitit_local" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_jobs_at_once_are_counted_from_the_jobs_own_start_and_end(tmp_path):
     def job(name: str, start: int, end: int) -> Path:
         run = tmp_path / name
