@@ -222,7 +222,7 @@ def grid_sweeper(cfg: DictConfig) -> bool:
     """Whether the sweeper runs the grid of `hydra.sweeper.params` and the command (lstm_cls's, Hydra's
     basic one), rather than searching a space of its own (Optuna)."""
     target = str(cfg.hydra.sweeper.get("_target_", ""))
-    return "lstm_cls_sweeper" in target or target.endswith("BasicSweeper")
+    return target.endswith(("LstmClsSweeper", "BasicSweeper"))
 
 
 def precheck(argv: Sequence[str], config_name: str) -> Path | None:

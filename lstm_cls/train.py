@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_cls import STARTED, UserError, config, rundir, trackers
+from lstm_cls import STARTED, UserError, config, pruning, rundir, trackers
 from lstm_cls import metrics as run_metrics
 from lstm_cls.checkpoints import write_json_atomic
 from lstm_cls.entry import cli, in_multirun, rank_zero, run_task
@@ -195,6 +195,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     callbacks = [build(f"callbacks.{k}", c) for k, c in (cfg.get("callbacks") or {}).items()]
     if multirun:  # no progress bars from jobs running side by side: one line per job at its end
         callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
+    pruner = pruning.callback(run_dir)  # a trial of hparams_search=optuna: val/loss to its pruner each epoch
+    callbacks += [pruner] if pruner else []
     snapshots, shorter_tb = nested_snapshots(run_dir), {}
     if snapshots:  # this job's first epochs are shorter jobs of the sweep: keep what they end with
         from lstm_cls.nested import tensorboard_loggers
@@ -260,6 +262,11 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             preempted.end()
         if resume_from and rank_zero():  # every process has restored from it: the copy is not needed
             resume_from.unlink(missing_ok=True)
+    if pruner and pruner.pruned_at:  # stopped by Optuna's pruner: not tested; metrics.json says "pruned"
+        metrics = pruner.finish(trainer, model, run_dir)
+        if multirun and trainer.is_global_zero:
+            print(job_line(run_dir, metrics))
+        return metrics
     fit_seconds = time.perf_counter() - t0
     fit_end = time.time()
 
