@@ -36,8 +36,11 @@ def _plural(n: int, word: str) -> str:
 
 def header(jobs: pd.DataFrame, timing: Timing, n_skipped: int) -> list[str]:
     """The report's opening sentences: how many jobs, how long they took, the majority-class floor."""
+    pruned = sum(jobs.status == "pruned")  # an Optuna trial its pruner stopped (hparams_search=optuna)
     lines = [
-        f"{sum(jobs.status == 'completed')} completed, {sum(jobs.status == 'failed')} failed, "
+        f"{sum(jobs.status == 'completed')} completed, "
+        + (f"{pruned} pruned, " if pruned else "")
+        + f"{sum(jobs.status == 'failed')} failed, "
         f"{sum(jobs.status == 'running')} running, of {len(jobs)} jobs."
         + (f" {n_skipped} more skipped as unreadable." if n_skipped else "")
     ]
@@ -151,7 +154,8 @@ def summary_md(
         md += [f"![{Path(name).stem}]({name})\n" for name in written]
     # the training set's size, where the sweep varies it
     windows = ["windows/train"] if TRAIN_FRACTION in params and "windows/train" in jobs else []
-    show = [c for c in ["job", *params, *windows, *JOB_COLUMNS] if c in jobs]
+    marked = ["status"] if (jobs.status == "pruned").any() else []  # which trials were pruned, and when
+    show = [c for c in ["job", *params, *windows, *marked, *JOB_COLUMNS] if c in jobs]
     table = jobs[jobs.status != "failed"][show]
     if "derived_from" in table:  # a job's name, not a number; blank where the job trained itself
         table = table.assign(derived_from=table["derived_from"].fillna(""))
