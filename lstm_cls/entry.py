@@ -44,10 +44,47 @@ def start() -> None:
     schema.register()
 
 
+# where a launcher tells a process its rank among all of a run's, in Lightning's order (its
+# lightning.fabric.utilities.rank_zero._get_rank, read here without importing Lightning; tests/test_ranks.py
+# holds the two together): torchrun's RANK; the LOCAL_RANK of the processes Lightning's own DDP launcher
+# starts (before SLURM_PROCID, which a Slurm job sets even where Lightning starts the processes); srun's
+# SLURM_PROCID; LSF's JSM_NAMESPACE_RANK
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+# how many processes the launchers that start a run's processes together started (srun's count of the
+# job step's tasks: a Slurm job's SLURM_NTASKS is set where one process runs, in salloc's shell or sbatch's)
+STARTED_TOGETHER = {
+    "RANK": "WORLD_SIZE",
+    "SLURM_PROCID": "SLURM_STEP_NUM_TASKS",
+    "JSM_NAMESPACE_RANK": "JSM_NAMESPACE_SIZE",
+}
+
+
+def launcher_variable() -> str | None:
+    """The variable that holds this process's rank (RANK_VARIABLES), None for a process no launcher
+    started."""
+    return next((key for key in RANK_VARIABLES if os.environ.get(key) is not None), None)
+
+
+def global_rank() -> int:
+    """This process's rank among all of the run's processes, as Lightning reads it before training (0
+    where no launcher set one)."""
+    key = launcher_variable()
+    return int(os.environ[key]) if key else 0
+
+
 def rank_zero() -> bool:
-    """Whether this process is the first (or only) one: Lightning's DDP launcher sets LOCAL_RANK and
-    NODE_RANK in the processes it starts; only the first writes the run's files."""
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    """Whether this process is the run's first (or only) one, which alone checks, holds and writes the
+    run's folder: rank 0 of all its processes, on every launcher (Lightning's, torchrun, srun). NODE_RANK
+    too: Lightning's own launcher on a second node is started by hand with NODE_RANK=1 and no rank yet."""
+    return global_rank() == 0 and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def started_together() -> int:
+    """How many processes a launcher started together for this run (torchrun, srun), each running this
+    command; 1 for a single process and for Lightning's own DDP launcher, which starts its processes itself
+    once the first one is training."""
+    size = STARTED_TOGETHER.get(launcher_variable() or "")
+    return int(os.environ.get(size, "1")) if size else 1
 
 
 def in_multirun() -> bool:
@@ -74,8 +111,9 @@ def run_task(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> d
             raise
         if not isinstance(e, UserError):
             raise
-        if not (run_dir / "checkpoints").exists():  # refused before training: leave nothing that looks
-            # like a run, and remove only what this run made (a folder you gave keeps your files)
+        # refused before training: leave nothing that looks like a run, and remove only what this run made
+        # (a folder you gave keeps your files; the other processes of a DDP run leave the first one's)
+        if rank_zero() and not (run_dir / "checkpoints").exists():
             rundir.remove_created(run_dir, rundir.BEFORE.get(run_dir.resolve()))
         raise Refused(e) from None
 
@@ -90,8 +128,13 @@ def cli(app: Callable[[], Any], config_name: str) -> None:
     held = None
     try:
         # (Lightning's DDP launcher restarts this command for the other processes, into the same directory)
+        together = started_together()
         if rank_zero():
-            held = precheck(sys.argv[1:], config_name)
+            held = precheck(sys.argv[1:], config_name, processes=together)
+        elif together > 1:  # torchrun's or srun's: each checks the settings; the first holds the folder
+            precheck(sys.argv[1:], config_name, first=False, processes=together)
+            # and writes .hydra/ and train.log there; this one logs to its own file (as Lightning's do)
+            sys.argv += ["hydra.output_subdir=null", f"hydra.job.name={config_name}_rank_{global_rank()}"]
         app()
     except UserError as e:
         fail(e)

@@ -225,9 +225,11 @@ def grid_sweeper(cfg: DictConfig) -> bool:
     return target.endswith(("LstmClsSweeper", "BasicSweeper"))
 
 
-def precheck(argv: Sequence[str], config_name: str) -> Path | None:
+def precheck(argv: Sequence[str], config_name: str, first: bool = True, processes: int = 1) -> Path | None:
     """Check the command `argv` of an app with config `config_name` before Hydra writes anything. Returns
-    the run directory this process now holds (single runs), for the caller to release; None otherwise."""
+    the run directory this process now holds (single runs), for the caller to release; None otherwise.
+    Of `processes` started together (torchrun, srun: `entry.started_together`), each checks the settings
+    and the `first` alone the folder, which they must all be given."""
     cmd = command(argv, config_name)
     if cmd is None:
         return None
@@ -239,9 +241,18 @@ def precheck(argv: Sequence[str], config_name: str) -> Path | None:
             config.check(cfg)
             path = folder(cfg, "run")
             if dated(cfg, "run"):  # a new folder each time it is resolved: Hydra's will not be this one
+                if processes > 1:  # (nor the other processes' one)
+                    raise UserError(
+                        f"{processes} processes started together train one run: give them its folder, "
+                        "e.g. hydra.run.dir=outputs/mine (on a disk every node sees)"
+                    )
                 rundir.check_writable(path, "hydra.run.dir")
                 return None
-            return hold_run_dir(path)
+            if first:
+                return hold_run_dir(path)
+            if (path / "metrics.json").exists():  # a finished run's (the first process writes this run's
+                rundir.check_run_dir(path)  # once all train): refused here too, or this one would wait for it
+            return None
     # each swept value's first: the sweep's own settings (sweeper, launcher, folder)
     base = composed(config_name, [typed for _, typed in grid(parsed, search=True)[0]])
     config.check_launcher(base.hydra.launcher)
@@ -255,6 +266,8 @@ def precheck(argv: Sequence[str], config_name: str) -> Path | None:
             config.check(cfg, multirun=True)
         except UserError as e:
             raise UserError(f"{e} (in the sweep's job {typed})" if len(jobs) > 1 else str(e)) from None
+    if not first:
+        return None
     sweep_dir = folder(base, "sweep")
     rundir.check_writable(sweep_dir, "hydra.sweep.dir")
     rundir.check_sweep_dir(sweep_dir)

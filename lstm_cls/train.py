@@ -111,7 +111,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     config.check(cfg, multirun=in_multirun())
     trackers.prepare(cfg.get("logger"))  # their packages; MLflow's store, made by one job at a time
     run_dir = Path(cfg.run_dir)
-    if not rank_zero():  # a DDP process started by Lightning: the first one holds the directory
+    if not rank_zero():  # another process of a DDP run (Lightning's, torchrun's, srun's): the first holds it
         return fit_and_test(cfg, run_dir)
     found = [f for f in rundir.conflicts(run_dir) if f != ".hydra"]  # Hydra wrote this run's own
     if found and in_multirun() and os.environ.get("SUBMITIT_EXECUTOR"):  # requeued: resumes (requeue.py)
@@ -230,10 +230,10 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if trainer.is_global_zero:
         write_provenance(run_dir)
     resume_from = None
-    if cfg.ckpt_path:  # the first process prepares it before Lightning starts the others (DDP)
+    if cfg.ckpt_path:  # the first process prepares it before the others (DDP) join it in fit and load it
         resume = run_dir / ".resume.ckpt"
         resume_from = resume
-        if rank_zero():
+        if trainer.is_global_zero:
             from lstm_cls.resume import check_resume
 
             # the checkpoint's model and data against this run's, before checkpoints/ exists: a refusal
@@ -260,7 +260,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     finally:
         if preempted is not None:  # submitit's handler again: it requeues the job at once
             preempted.end()
-        if resume_from and rank_zero():  # every process has restored from it: the copy is not needed
+        if resume_from and trainer.is_global_zero:  # every process has restored from it: not needed
             resume_from.unlink(missing_ok=True)
     if pruner and pruner.pruned_at:  # stopped by Optuna's pruner: not tested; metrics.json says "pruned"
         metrics = pruner.finish(trainer, model, run_dir)
