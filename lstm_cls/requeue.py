@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -95,13 +94,8 @@ def started_again(run_dir: Path, sweep_dir: Path) -> Path | None:
     """A submitit job started again (requeued) in the folder its earlier start wrote: move that attempt's
     files aside to `.incomplete/` and return its `last.ckpt` to resume from; None when it saved none or the
     job writes shorter jobs' runs from its first epochs (nested epochs: it trains again from the start)."""
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    aside = sweep_dir / sweeps.ASIDE / f"{run_dir.name}_{stamp}"
-    n = 0
-    while aside.exists():
-        n += 1
-        aside = aside.with_name(f"{run_dir.name}_{stamp}_{n}")
-    aside.mkdir(parents=True)
+    aside = sweeps.aside(sweep_dir, run_dir.name)
+    aside.mkdir()
     for entry in sorted(run_dir.iterdir()):
         if entry.name not in KEEP:
             os.replace(entry, aside / entry.name)

@@ -342,14 +342,20 @@ def set_aside(sweep_dir: Path, run: Path) -> Path | None:
         if run.is_dir():
             shutil.rmtree(run / ".hydra", ignore_errors=True)  # Hydra's own copy of the config: rewritten
         return None
+    target = aside(sweep_dir, run.name)
+    os.replace(run, target)
+    return target
+
+
+def aside(sweep_dir: Path, job: str) -> Path:
+    """Where a job's earlier attempt goes: `.incomplete/<job>_<time>`, numbered where that is taken."""
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    target = sweep_dir / ASIDE / f"{run.name}_{stamp}"
+    target = sweep_dir / ASIDE / f"{job}_{stamp}"
     target.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     while target.exists():
         n += 1
-        target = target.with_name(f"{run.name}_{stamp}_{n}")
-    os.replace(run, target)
+        target = target.with_name(f"{job}_{stamp}_{n}")
     return target
 
 
