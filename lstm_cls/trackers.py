@@ -59,14 +59,17 @@ def prepare(loggers: Mapping[str, Any] | None) -> None:
 
 
 @contextlib.contextmanager
-def _store_lock(uri: str) -> Iterator[None]:
+def _store_lock(uri: str, key: str) -> Iterator[None]:
     """One process at a time creates a SQLite store's tables and experiment: the jobs of a parallel sweep
     all start by it, and two creating the tables at once collide. Other stores (a server) need none."""
     if not uri.startswith(SQLITE) or uri.startswith(f"{SQLITE}:memory:"):
         yield
         return
     folder = Path(uri.removeprefix(SQLITE).split("?")[0]).parent
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{key}={uri}: its folder {folder} cannot be made ({e.strerror})") from None
     fd = os.open(folder, os.O_RDONLY)  # the store's folder itself: no lock file is left beside the store
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # released as it closes, or as the process ends
@@ -89,7 +92,7 @@ def mlflow_experiment(name: str, entry: Mapping[str, Any]) -> str:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient  # (importing mlflow sets its loggers' levels: then _quiet)
 
-    with _store_lock(uri), _quiet("mlflow", "alembic"):
+    with _store_lock(uri, f"logger.{name}.tracking_uri"), _quiet("mlflow", "alembic"):
         try:
             client = MlflowClient(uri)
             found = client.get_experiment_by_name(experiment)
@@ -103,7 +106,7 @@ def mlflow_experiment(name: str, entry: Mapping[str, Any]) -> str:
                     if found is None:
                         raise
         except MlflowException as e:
-            raise UserError(f"logger.{name}.tracking_uri={uri}: {str(e).splitlines()[0]}") from None
+            raise UserError(f"logger.{name}.tracking_uri={uri}: {str(e).strip().splitlines()[0]}") from None
     if found.lifecycle_stage == "deleted":
         raise UserError(
             f"logger.{name}.experiment_name={experiment}: that experiment is deleted in {uri}; restore it "

@@ -156,7 +156,7 @@ def test_logger_wandb_runs_offline_into_the_run_folder(tmp_path):
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
 
 
-def test_a_deleted_experiment_is_one_error_saying_how_to_restore_it(tmp_path):
+def test_a_deleted_experiment_or_a_store_that_cannot_be_made_is_one_error(tmp_path):
     from mlflow.tracking import MlflowClient
 
     entry = {
@@ -171,6 +171,11 @@ def test_a_deleted_experiment_is_one_error_saying_how_to_restore_it(tmp_path):
     client.delete_experiment(made)
     with pytest.raises(UserError, match=r"experiment_name=e: .* deleted .*mlflow experiments restore"):
         trackers.mlflow_experiment("mlflow", entry)
+    nowhere = entry | {"tracking_uri": "sqlite:////proc/nowhere/m.db"}
+    with pytest.raises(
+        UserError, match=r"^logger\.mlflow\.tracking_uri=sqlite:////proc/nowhere/m\.db: its folder"
+    ):
+        trackers.mlflow_experiment("mlflow", nowhere)
 
 
 def test_no_tracker_is_imported_where_none_is_used():
