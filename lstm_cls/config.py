@@ -212,9 +212,12 @@ def _spanning(cfg: Mapping[str, Any], multirun: bool) -> list[str]:
             "trainer.max_epochs must be a positive integer, or -1 with trainer.max_steps set "
             f"(got {epochs!r})"
         )
-    devices = t.get("devices", 1)
-    if multirun and ("ddp" in str(t.get("strategy", "auto")) or devices not in (1, "1", "auto")):
-        out.append("Lightning's DDP is not started inside a Hydra multirun: use trainer.devices=1")
+    strategy, devices, nodes = str(t.get("strategy", "auto")), t.get("devices", 1), t.get("num_nodes", 1)
+    if multirun and ("ddp" in strategy or devices not in (1, "1", "auto") or nodes != 1):
+        out.append(
+            "Lightning's DDP is not started inside a Hydra multirun: use trainer.devices=1 and "
+            f"trainer.num_nodes=1 (got trainer.strategy={strategy}, devices={devices}, num_nodes={nodes})"
+        )
     off = _validation_off(cfg)  # a callback watching a validation metric would fail at the run's end
     for name, cb in (cfg.get("callbacks") or {}).items():
         if (

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lstm_cls import entry
+from lstm_cls import UserError, config, entry
 
-from .conftest import ROOT, TINY
+from .conftest import ROOT, TINY, compose_cfg
 
 LAUNCHERS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "NODE_RANK")
 SIZES = ("WORLD_SIZE", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS", "JSM_NAMESPACE_SIZE")
@@ -159,3 +159,12 @@ def test_the_other_processes_hydra_writes_no_hydra_folder_and_logs_to_a_file_of_
     assert r.returncode == 0, r.stderr[-2000:]
     assert "output_subdir: null" in r.stdout and "name: train_rank_1" in r.stdout
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_on_several_nodes_is_refused_inside_a_multirun():
+    # each job of a sweep is one process: Lightning would wait for the other nodes forever
+    with pytest.raises(
+        UserError, match=r"use trainer.devices=1 and trainer.num_nodes=1 \(got .*num_nodes=2\)"
+    ):
+        config.check(compose_cfg(*TINY, "trainer.num_nodes=2"), multirun=True)
+    config.check(compose_cfg(*TINY, "trainer.num_nodes=2"))  # a single run: started on each node
