@@ -159,7 +159,7 @@ def log_end(trainer: L.Trainer, cfg: DictConfig, model: L.LightningModule, metri
     """The run's end in every logger: TensorBoard's HParams tab, and each tracker's metrics at the last
     epoch's step, the numbers of `metrics.json` it does not hold yet (`final_figures`: then each key's last
     value is the run's final figure); MLflow tags the run with the words (status, best_checkpoint...)."""
-    from lightning.pytorch.loggers import MLFlowLogger
+    from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 
     log_to_tensorboard(trainer, cfg, model, metrics)
     numbers = final_figures(metrics, {k: v for per in model.epoch_metrics.values() for k, v in per.items()})
@@ -170,12 +170,14 @@ def log_end(trainer: L.Trainer, cfg: DictConfig, model: L.LightningModule, metri
             for k, v in words.items():
                 lg.experiment.set_tag(lg.run_id, k, v)
         lg.save()
+        if isinstance(lg, WandbLogger):  # W&B's run ends here: the next job of a sweep in this process
+            lg.experiment.finish()  # would log into it otherwise (Lightning's logger takes wandb.run)
 
 
 def log_derived(trainer: L.Trainer, cfg: DictConfig, runs: list[tuple[Path, RunMetrics]]) -> None:
     """A sweep's shorter jobs that this job wrote from its first epochs (nested epochs, lstm_cls.nested): an
     MLflow run each, as the job would have logged alone: its settings, every epoch of its metrics.csv, and
-    metrics.json's figures at its last epoch. (Other trackers have one run per process: none there.)"""
+    metrics.json's figures at its last epoch. (MLflow's alone: W&B's logger holds one run at a time.)"""
     from lightning.pytorch.loggers import MLFlowLogger
     from omegaconf import OmegaConf
 
