@@ -212,6 +212,29 @@ def sweep_configs(config_name: str, jobs: list[list[Any]]) -> list[tuple[str, Di
     return out
 
 
+def search_values(base: DictConfig, parsed: list[Any]) -> list[tuple[str, DictConfig]]:
+    """A search space checked value by value (each choice, both ends of a range: Optuna may choose them),
+    as (key=value, `base` with it): a bad bound refuses the search before its first trial. A key given
+    twice keeps the later space, as the sweeper does; config groups and Hydra's own keys are left out."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    last = {o.key_or_group: o for o in parsed if o.is_sweep_override()}
+    out = []
+    for key, o in last.items():
+        if is_group(key) or key.startswith("hydra."):
+            continue
+        v = o.value()
+        ends = (
+            [int(e) if "int" in v.tags else e for e in (v.start, v.end)]
+            if isinstance(v, IntervalSweep)
+            else []
+        )
+        for value in ends or list(o.sweep_string_iterator()):
+            typed = f"{o.get_key_element()}={value}"
+            out.append((typed, with_values(base, [(parse([typed])[0], typed)])))
+    return out
+
+
 def is_multirun(cfg: DictConfig) -> bool:
     from hydra.types import RunMode
 
@@ -259,8 +282,9 @@ def precheck(argv: Sequence[str], config_name: str, first: bool = True, processe
     if grid_sweeper(base):  # the sweeper's grid: hydra.sweeper.params first, then the command, as Hydra
         params = [f"{k}={v}" for k, v in (base.hydra.sweeper.get("params") or {}).items()]
         jobs = sweep_configs(config_name, grid(parse([*params, *overrides])))
-    else:  # a search: its trials are checked as they start
-        jobs = [(" ".join(overrides), base)]
+    else:  # a search (Optuna's): each value it may choose, set alone on the command's settings
+        params = [f"{k}={v}" for k, v in (base.hydra.sweeper.get("params") or {}).items()]
+        jobs = [(" ".join(overrides), base), *search_values(base, parse([*params, *overrides]))]
     for typed, cfg in jobs:  # a bad value of one job refuses the sweep before its first job starts
         try:
             config.check(cfg, multirun=True)

@@ -86,6 +86,11 @@ def test_refusals_are_one_error_line(tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stderr.splitlines()[-1] == (
         "error: hydra.sweeper.n_trials must be a positive integer (got 0)"
     ), r.stderr[-3000:]
+    # every value a search may choose is checked before its first trial: a range's both ends, each choice
+    r = run_cli("-m", *SEARCH, "model.dropout=interval(0.0, 1.0)", f"hydra.sweep.dir={tmp_path / 'b'}")
+    assert r.returncode == 2 and r.stderr.splitlines()[-1] == (
+        "error: model.dropout must be in [0, 1) (got 1.0) (in the sweep's job model.dropout=1.0)"
+    ), r.stderr[-3000:]
     grid = tmp_path / "grid"  # a grid sweep's folder (lstm_cls's sweeper wrote its sweep.json)
     grid.mkdir()
     (grid / "sweep.json").write_text(json.dumps({"overrides": [], "dirs": []}))
