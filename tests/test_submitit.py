@@ -66,10 +66,15 @@ def test_submitit_local_sweep_nests_epochs_runs_jobs_together_and_its_rerun_trai
     assert mtimes(sweep) == before  # nothing trained, nothing written over
 
 
-def requeue_by_hand(sweep: Path) -> subprocess.CompletedProcess:
-    """Start the sweep's one unfinished submitit job again, as Slurm's requeue does (it runs the job's script
+def submitit_log(sweep: Path, says: str) -> Path:
+    """The stderr log of the sweep's one submitit job whose log says `says`."""
+    (log,) = [f for f in (sweep / ".submitit").glob("*/*_0_log.err") if says in f.read_text()]
+    return log
+
+
+def requeue_by_hand(sweep: Path, folder: Path) -> subprocess.CompletedProcess:
+    """Start a submitit job (its files in `folder`) again, as Slurm's requeue does (it runs the job's script
     again): submitit's runner on the job's pickled call, in the job's environment."""
-    (folder,) = [d for d in (sweep / ".submitit").glob("[0-9]*") if not list(d.glob("*_result.pkl"))]
     env = {
         **os.environ,
         "PYTHONWARNINGS": "ignore",
@@ -115,12 +120,14 @@ def test_a_preempted_job_saves_is_requeued_and_resumes_as_if_never_stopped(make_
     assert aside.name.startswith("0_") and status(aside) == "interrupted"
     assert (aside / "checkpoints" / "last.ckpt").is_file()
     assert "requeued: resuming from" in (sweep / "0" / "train.log").read_text()
+    log = submitit_log(sweep, "interrupted (SIGUSR2) after 1 epochs")
+    assert "Requeued job" in log.with_name(log.name.replace("_log.err", "_log.out")).read_text()
     assert figures(sweep / "0") == whole  # key by key, as the run that never stopped
 
     # SIGTERM: the job saves and ends (143): submitit requeues only on its own signal, Slurm on a preemption
     # (PreemptMode=REQUEUE); started again as Slurm's requeue starts it, it resumes likewise
     assert (sweep / "1" / "checkpoints" / "last.ckpt").is_file()
-    again = requeue_by_hand(sweep)
+    again = requeue_by_hand(sweep, submitit_log(sweep, "interrupted (SIGTERM) after 1 epochs").parent)
     assert again.returncode == 0, again.stderr[-2000:]
     assert figures(sweep / "1") == whole
 
