@@ -9,10 +9,12 @@ No mlflow, wandb or torch at import: `prepare` imports mlflow only where a `logg
 from __future__ import annotations
 
 import contextlib
+import csv
 import fcntl
 import importlib.util
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,8 +198,6 @@ def log_derived(trainer: L.Trainer, cfg: DictConfig, runs: list[tuple[Path, RunM
 
 def _history(path: Path) -> list[tuple[str, float, int]]:
     """(key, value, step) of each figure a run's metrics.csv holds."""
-    import csv
-
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     return [
@@ -211,8 +211,8 @@ def _history(path: Path) -> list[tuple[str, float, int]]:
 def _mlflow_run(
     lg: Any, tags: dict[str, str], params: dict[str, Any], history: list, metrics: RunMetrics
 ) -> None:
-    import time
-
+    """A finished MLflow run in `lg`'s experiment: `tags`, `params`, the `history` of (key, value, step)
+    and the final figures of `metrics` not in it yet, just after it, at the run's last epoch."""
     from mlflow.entities import Metric, Param
     from mlflow.tracking.context.registry import resolve_tags
 
