@@ -100,9 +100,7 @@ def started_again(run_dir: Path, sweep_dir: Path) -> Path | None:
         if entry.name not in KEEP:
             os.replace(entry, aside / entry.name)
     last = aside / "checkpoints" / "last.ckpt"
-    m = metrics.read(aside) if (aside / metrics.FILE).is_file() else None
-    how = f"{m.get('status')} after {m.get('epochs')} epochs" if m else "no metrics.json"
-    log.info("requeued: the earlier attempt (%s) was moved to %s", how, aside)
+    log.info("requeued: the earlier attempt's files were moved to %s", aside)
     if not last.is_file():
         return None
     if sweeps.derived_jobs(sweep_dir, run_dir):
