@@ -130,7 +130,8 @@ class OptunaSweeper(Sweeper):
         fixed: dict[str, str] = {}
         for o in parser.parse_overrides(typed):
             key = o.key_or_group
-            space.pop(key, None), fixed.pop(key, None)
+            space.pop(key, None)  # a key given again: the later one, searched or fixed
+            fixed.pop(key, None)
             if not o.is_sweep_override():
                 fixed[key] = o.input_line or f"{o.get_key_element()}={o.get_value_element_as_str()}"
                 continue
