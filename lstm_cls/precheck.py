@@ -169,7 +169,7 @@ def grid(parsed: list[Any], search: bool = False) -> list[list[Any]]:
         else:
             raise UserError(
                 f"{o.input_line}: a range is a search space, not values to sweep; list them ({key}=a,b,c "
-                f"or {key}=range(start,stop,step)), or search it with hydra/sweeper=optuna"
+                f"or {key}=range(start,stop,step)), or search it with hparams_search=optuna"
             )
     return [list(job) for job in itertools.product(*lists.values())]
 
