@@ -158,12 +158,17 @@ def final_figures(metrics: RunMetrics, logged: Mapping[str, float]) -> dict[str,
 
 
 def log_end(trainer: L.Trainer, cfg: DictConfig, model: L.LightningModule, metrics: RunMetrics) -> None:
-    """The run's end in every logger: TensorBoard's HParams tab, and each tracker's metrics at the last
-    epoch's step, the numbers of `metrics.json` it does not hold yet (`final_figures`: then each key's last
-    value is the run's final figure); MLflow tags the run with the words (status, best_checkpoint...)."""
+    """A completed run's end in every logger: TensorBoard's HParams tab, each tracker's `log_figures`."""
+    log_to_tensorboard(trainer, cfg, model, metrics)
+    log_figures(trainer, model, metrics)
+
+
+def log_figures(trainer: L.Trainer, model: L.LightningModule, metrics: RunMetrics) -> None:
+    """Each tracker's end of a run (a pruned trial's too): at the last epoch's step, the numbers of
+    `metrics.json` it does not hold yet (`final_figures`: then each key's last value is the run's final
+    figure); MLflow tags the run with the words (status, best_checkpoint...)."""
     from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 
-    log_to_tensorboard(trainer, cfg, model, metrics)
     numbers = final_figures(metrics, {k: v for per in model.epoch_metrics.values() for k, v in per.items()})
     words = {k: v for k, v in metrics.items() if isinstance(v, str)}
     for lg in _trackers(trainer):

@@ -264,6 +264,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             resume_from.unlink(missing_ok=True)
     if pruner and pruner.pruned_at:  # stopped by Optuna's pruner: not tested; metrics.json says "pruned"
         metrics = pruner.finish(trainer, model, run_dir)
+        if trainer.is_global_zero:  # MLflow's, W&B's run: its figures so far, status pruned
+            trackers.log_figures(trainer, model, metrics)
         if multirun and trainer.is_global_zero:
             print(job_line(run_dir, metrics))
         return metrics
