@@ -114,25 +114,6 @@ def test_overfitting_experiment_holds_the_grid(make_cfg):
     assert cfg.model.hidden == 32 and cfg.model.lr == 0.001  # on top of the reference recipe
 
 
-@pytest.mark.slow
-def test_optuna_preset_runs_trials_and_minimises_the_returned_metric(tmp_path):
-    sweep = tmp_path / "opt"
-    r = run_cli("hparams_search=optuna", *TINY, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}")
-    assert r.returncode == 0, r.stderr[-3000:]
-    results = (sweep / "optimization_results.yaml").read_text()
-    losses = [json.loads((p / "metrics.json").read_text())["val/best_loss"] for p in jobs(sweep)]
-    assert len(losses) == 2
-    assert f"best_value: {min(losses)}" in results
-
-
-@pytest.mark.slow
-def test_submitit_local_launcher_runs_a_job(tmp_path):
-    sweep = tmp_path / "sub"
-    r = run_cli("-m", *TINY, "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((sweep / "0" / "metrics.json").read_text())["epochs"] == 2
-
-
 def test_ddp_is_refused_inside_a_multirun(tmp_path):
     sweep = tmp_path / "ddp"
     r = run_cli("-m", *TINY, "trainer.strategy=ddp", f"hydra.sweep.dir={sweep}")
