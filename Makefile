@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv and install the package with its dev tools
 
 train: $(STAMP)  ## train the reference model (experiment=cm3) on the synthetic data; ARGS= adds overrides
-	$(PY) -m lstm_cls.train experiment=cm3 $(ARGS)
+	$(PY) -m lstm_cls.train $(ARGS)
 
 sweep: $(STAMP)  ## the overfitting study (27 jobs, on all cores); ARGS="seed=1,2,3 data=..." adds to it
 	$(PY) -m lstm_cls.train -m experiment=overfitting hydra/launcher=forkserver $(ARGS)

@@ -200,8 +200,6 @@ def _spanning(cfg: Mapping[str, Any], multirun: bool) -> list[str]:
     out = []
     if "test_fraction" in d and d.val_fraction + d.test_fraction >= 1:
         out.append("data.val_fraction + data.test_fraction must leave steps for training")
-    if "sep" in d and d.sep == d.decimal:
-        out.append(f"data.decimal must differ from data.sep (both are {d.sep!r})")
     if "length" in d and d.n_features < d.n_classes:
         out.append(f"data.n_features must be >= data.n_classes (got {d.n_features} < {d.n_classes})")
     if m.get("output") == "tanh" and m.loss != "mse":
@@ -264,26 +262,11 @@ def check(cfg: Mapping[str, Any], multirun: bool = False) -> None:
             raise UserError("data.target is not set: pass data.target=COLUMN, the label column")
         features = header.as_names(d.get("features"))  # a bare string is one column, never its letters
         time, group = d.get("time"), d.get("group") or d.get("case")
-        sep = d.get("sep", ",")
         for key in ("path", "val_path", "test_path"):
             if d.get(key):  # existence, format and column names, from the header alone (no pandas)
                 one_time = time if isinstance(time, str) else None  # a list: checked just below
-                header.check_columns(d[key], f"data.{key}", d.target, features, one_time, group, sep=sep)
-                names = header.columns(d[key], f"data.{key}", sep)
-                check_time_columns(names, str(d[key]), time, d.target, group)
-                _text_only(d, key)
-
-
-def _text_only(d: Mapping[str, Any], key: str) -> None:
-    """data.sep, data.decimal and data.na_values read text files: refused beside a .parquet file, whose
-    columns are typed, rather than silently unused."""
-    plain = {"sep": ",", "decimal": ".", "na_values": None}
-    changed = [f"data.{k}={d[k]!r}" for k, v in plain.items() if d.get(k, v) != v]
-    if changed and header.kind(d[key]) == "parquet":
-        raise UserError(
-            f"{', '.join(changed)}: for .csv/.txt files; data.{key}={d[key]} is a .parquet file, whose "
-            "columns are typed (drop these settings)"
-        )
+                header.check_columns(d[key], f"data.{key}", d.target, features, one_time, group)
+                check_time_columns(header.columns(d[key], f"data.{key}"), str(d[key]), time, d.target, group)
 
 
 # launchers that run n_jobs side by side (Hydra's joblib, lstm_cls's forkserver), as joblib reads n_jobs

@@ -6,8 +6,7 @@ The whole file is scored, never split: every window with a label (or every case,
 sequences), read with the checkpoint's data settings exactly as `predict` reads it (`predict.read`). Its
 labels must be the model's classes. Prints the metrics and the confusion matrix, and writes them as JSON
 beside the checkpoint's run: `<run>/evaluations/<file stem>.json` (a counter is added where that name is
-taken), or `output=`, which must not exist yet. Prints too what always predicting the training majority
-class (the run's metrics.json counts the training windows per class) scores on the file.
+taken), or `output=`, which must not exist yet.
 """
 
 from __future__ import annotations
@@ -21,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from lstm_cls import UserError
 from lstm_cls.cli import check_tool, file_stem, free_path, parse_scoring, run, run_folder, scoring_help
-from lstm_cls.metrics import FILE, Evaluation, Unfit, evaluation
-from lstm_cls.metrics import read as read_metrics
+from lstm_cls.metrics import Evaluation, evaluation
 
 if TYPE_CHECKING:
     import lightning as L
@@ -68,38 +66,6 @@ def write_new(out: Path, result: Evaluation, stem: str | None) -> Path:
             if stem is None:
                 raise UserError(f"output: {out} appeared while evaluating; nothing was overwritten") from None
             out = free_path(out.parent, stem, out.suffix)
-
-
-def training_counts(run: Path, classes: Sequence[str]) -> list[int] | None:
-    """The training windows (cases) per class, in `classes` order, from the run's metrics.json (what its
-    test/majority_acc was computed from; a checkpoint keeps no class counts). None where that file is
-    missing, unreadable, or not of a run on these classes."""
-    try:
-        m = read_metrics(run) or {}
-    except Unfit:
-        return None
-    counts = [m.get(f"classes/train/{c}") for c in classes]
-    if not all(isinstance(k, int) and not isinstance(k, bool) for k in counts) or not sum(counts):
-        return None
-    return counts
-
-
-def majority_line(run: Path, classes: Sequence[str], counts: Sequence[int], acc: float | None) -> str:
-    """What always predicting the training majority class scores on the file (`counts`: its windows per
-    class), beside the model's accuracy: the floor the model must beat, as a run's test/majority_acc."""
-    total, model = sum(counts), f"{acc:.3f}" if acc is not None else "none"
-    train = training_counts(run, classes)
-    if train is None:  # a checkpoint without its run: the file's own most common class, said to be so
-        top = max(range(len(classes)), key=lambda i: counts[i])
-        return (
-            f"majority baseline: unknown (no training class counts in {run / FILE}); this file's own most "
-            f"common class, {classes[top]}, is {counts[top] / total:.3f} of it; the model's acc {model}"
-        )
-    top = max(range(len(classes)), key=lambda i: train[i])  # the first of equals, as training takes it
-    return (
-        f"majority baseline: always {classes[top]} (the training majority) scores acc "
-        f"{counts[top] / total:.3f} on this file; the model's acc {model}"
-    )
 
 
 def tester(accelerator: str = "cpu") -> L.Trainer:
@@ -160,7 +126,6 @@ def evaluate(cfg: Any) -> Evaluation:
     )
     path = write_new(out, result, None if cfg.output else file_stem(cfg.data.path))
     print(json.dumps({k: v for k, v in result.items() if k not in ("confusion_matrix", "class_names")}))
-    print(majority_line(run_folder(cfg.ckpt_path), classes, counts, result.get("test/acc")))
     print(confusion_table(classes, result["confusion_matrix"]))
     print(f"wrote {path}")
     return result

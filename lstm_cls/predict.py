@@ -114,7 +114,7 @@ def read(info: dict[str, Any], path: str, labelled: bool, dayfirst: bool | None 
     from lstm_cls.data.times import time_label
     from lstm_cls.data.windows import WindowSet, nan_free, window_starts
 
-    df = tables.read_table(path, **tables.reading(info))  # sep, decimal, na_values: as in training
+    df = tables.read_table(path)
     missing = [f for f in info["feature_names"] if f not in df.columns]
     if missing:
         raise UserError(f"{path} lacks the model's features {missing}; its columns are {list(df.columns)}")
@@ -190,7 +190,7 @@ def read_cases(info: dict[str, Any], path: str, labelled: bool, dayfirst: bool |
     if info.get("case"):  # a table of cases (data=csv data.case=...): grouped as in training
         from lstm_cls.data import tables
 
-        df = tables.read_table(path, **tables.reading(info))  # sep, decimal, na_values: as in training
+        df = tables.read_table(path)
         series = tables.table(
             df,
             _target(info, df, path) if labelled else None,  # predict: the target may be absent

@@ -16,7 +16,7 @@ from typing import Any, Literal, Optional, Union
 
 from omegaconf import MISSING
 
-from lstm_cls.data.header import na_setting, one_character, time_setting
+from lstm_cls.data.header import time_setting
 
 Scale = Literal["standard", "robust", "none"]  # data.scale (lstm_cls.data.scaling applies them)
 NanRule = Literal["ffill", "drop", "error"]
@@ -159,9 +159,6 @@ class Synthetic(Windows):  # conf/data/synthetic.yaml: the generator's settings
 class Table(Windows):  # conf/data/csv.yaml (and its presets): a table's file and columns
     _target_: str = rule()
     path: str | None = rule()
-    sep: str = rule(ok=one_character, allowed="one character, not a letter, digit, quote or line break")
-    decimal: str = rule(ok=one_character, allowed="one character, not a letter, digit, quote or line break")
-    na_values: Any = rule(ok=na_setting, allowed="null, a value or a list of values, e.g. [-200]")
     target: Any = rule()  # column names: whatever the table's header holds
     features: Any = rule()
     time: Any = rule(

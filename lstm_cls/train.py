@@ -193,10 +193,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     loggers = [build(f"logger.{k}", c) for k, c in (cfg.get("logger") or {}).items()]
     callbacks = [build(f"callbacks.{k}", c) for k, c in (cfg.get("callbacks") or {}).items()]
-    # no progress bars from jobs running side by side (one line per job at its end), nor into a file or a
-    # pipe, where every refresh stays (~1.6 kB an epoch: 160 kB a 100-epoch log): on a terminal only
-    bar = not multirun and terminal()
-    if not bar:
+    if multirun:  # no progress bars from jobs running side by side: one line per job at its end
         callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
     pruner = pruning.callback(run_dir)  # a trial of hparams_search=optuna: val/loss to its pruner each epoch
     callbacks += [pruner] if pruner else []
@@ -209,7 +206,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             shorter_tb = tensorboard_loggers(snapshots)  # fed while this run trains, up to their epochs
             loggers.extend(shorter_tb.values())
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    if not bar:
+    if multirun:
         trainer_cfg["enable_progress_bar"] = False
     reasons = standard_path_reasons(trainer_cfg, cfg.get("fast", True), callbacks)
     if reasons:
@@ -323,8 +320,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         write_json_atomic(run_dir / run_metrics.FILE, metrics)
         trackers.log_end(trainer, cfg, model, metrics)  # TensorBoard's HParams, each tracker's final figures
         log.info("metrics: %s", json.dumps(metrics))
-        # the last line: the run's folder (a sweep's job line names its own)
-        print(job_line(run_dir, metrics) if multirun else f"wrote {run_dir} (metrics.json, checkpoints/)")
+        if multirun:
+            print(job_line(run_dir, metrics))
         if snapshots:
             from lstm_cls.nested import write_runs
 
@@ -334,11 +331,6 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 log.info("nested epochs: wrote %s from this run's first epochs", run)
                 print(job_line(run, written))
     return metrics
-
-
-def terminal() -> bool:
-    """Whether standard output is a terminal, where Lightning's progress bar goes (TQDMProgressBar)."""
-    return bool(getattr(sys.stdout, "isatty", None) and sys.stdout.isatty())
 
 
 def _figure(value: Any, digits: int) -> str:

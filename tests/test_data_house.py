@@ -16,7 +16,6 @@ from lstm_cls.data import CaseTableDataModule, CsvDataModule, SequenceDataModule
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 # how a table is read: tables.table's settings, less those a data module sets itself
 READING = set(inspect.signature(tables.table).parameters) - {"df", "target", "classes", "where", "group_key"}
-TEXT = ["sep", "decimal", "na_values"]  # how a text table is split (tables.read_table)
 SCALING = ["feature_names", "class_names", "mean", "std", "scale", "clip"]
 
 
@@ -25,9 +24,6 @@ def test_the_reading_settings_are_declared_once_in_tables_table():
     assert READING <= set(OmegaConf.load(CONF / "csv.yaml"))  # every one reaches the data module from conf
     for module in (CsvDataModule, CaseTableDataModule):
         assert not READING & set(inspect.signature(module.__init__).parameters), module
-    # and how its text is split: tables.read_table's (pandas' names), the same way
-    text = set(inspect.signature(tables.read_table).parameters) - {"path", "what"}
-    assert text == {"sep", "decimal", "na_values"} and text <= set(OmegaConf.load(CONF / "csv.yaml"))
 
 
 def long_table(tmp_path: Path) -> Path:
@@ -68,11 +64,7 @@ def test_every_reading_setting_reaches_the_table(tmp_path):
         "group",
         "dayfirst",
         "nan",
-        "sep",
-        "decimal",
-        "na_values",
     ]
-    assert (info["sep"], info["decimal"], info["na_values"]) == (",", ".", None)  # pandas' defaults
     assert (info["time"], info["group"], info["dayfirst"], info["nan"]) == (["day"], "site", True, "error")
     with pytest.raises(UserError, match="data.dayfirst=false, but"):
         CsvDataModule(path=str(path), target="y", dayfirst=False, window=4, **given).setup("fit")
@@ -98,17 +90,7 @@ def test_data_info_keys_and_a_checkpoint_s_scaling_for_every_kind(tmp_path):
     pd.DataFrame(rows).to_csv(path := tmp_path / "cases.csv", index=False)
     cases = CaseTableDataModule(case="trial", path=str(path), target="label", time="step", batch_size=4)
     cases.setup("fit")
-    assert list(cases.info()) == [
-        "kind",
-        *SCALING,
-        "max_length",
-        "source",
-        "case",
-        "target",
-        "time",
-        "nan",
-        *TEXT,
-    ]
+    assert list(cases.info()) == ["kind", *SCALING, "max_length", "source", "case", "target", "time", "nan"]
     pinned = CaseTableDataModule(
         case="trial", path=str(path), target="label", time="step", stats={**cases.info(), **stats}
     )

@@ -6,7 +6,6 @@ longest jobs first, and with nested epochs (lstm_cls/sweeps.py). On Hydra's publ
 # dataclasses cannot resolve string annotations
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,40 +19,6 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
-
-
-class FolderNumbers(logging.Filter):
-    """While the launcher launches: its listing of the batch (`\t#<i> : <overrides>`, as Hydra's basic,
-    joblib and submitit launchers and lstm_cls's forkserver one write it, `i` the job's place in the batch)
-    numbers each job by its folder, as its run and its job line do. A filter on the loggers of the
-    launcher's package, taken off after the launch: no other record is touched."""
-
-    LINE = re.compile(r"\t#(\d+) : (.*)", re.DOTALL)
-
-    def __init__(self, folders: "list[str]", launcher_module: str) -> None:
-        super().__init__()
-        self.folders = folders
-        package = launcher_module.rpartition(".")[0] or launcher_module
-        self.loggers = [
-            logging.getLogger(name)
-            for name in list(logging.Logger.manager.loggerDict)
-            if name == package or name.startswith(package + ".")
-        ]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        found = self.LINE.fullmatch(record.getMessage())
-        if found and int(found[1]) < len(self.folders):
-            record.msg, record.args = "\t#%s : %s", (self.folders[int(found[1])], found[2])
-        return True
-
-    def __enter__(self) -> "FolderNumbers":
-        for lg in self.loggers:
-            lg.addFilter(self)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        for lg in self.loggers:
-            lg.removeFilter(self)
 
 
 @dataclass
@@ -205,11 +170,8 @@ class LstmClsSweeper(Sweeper):
         )
         # each job keeps its own folder whatever its place in the dispatch order
         batch = [[*jobs[i], f"hydra.sweep.subdir={dirs[i]}"] for i in plan.launch]
-        # the launcher lists the batch as `#<place> : overrides`, longest first: named by folder instead
-        listing = FolderNumbers([dirs[i] for i in plan.launch], type(self.launcher).__module__)
         try:
-            with listing:
-                results = self.launcher.launch(batch, initial_job_idx=0) if batch else None
+            results = self.launcher.launch(batch, initial_job_idx=0) if batch else None
             for r in results or []:  # a failed job raises here, after every job ran: the sweep exits non-zero
                 _ = r.return_value
         finally:

@@ -56,12 +56,12 @@ def _filled(line: str) -> bool:
     return bool(line.strip(" \t\r\n"))
 
 
-def _csv_names(p: Path, gz: bool, what: str, sep: str = ",") -> list[str]:
+def _csv_names(p: Path, gz: bool, what: str) -> list[str]:
     opener = gzip.open if gz else open
     try:
         # utf-8-sig: a byte-order mark is not part of the first name (pandas drops it too)
         with opener(p, "rt", encoding="utf-8-sig", errors="strict", newline="") as f:
-            records = csv.reader((line for line in f if _filled(line)), delimiter=sep)
+            records = csv.reader(line for line in f if _filled(line))
             names = next(records, None)
             first = next(records, None)
     except UnicodeDecodeError as e:
@@ -74,8 +74,7 @@ def _csv_names(p: Path, gz: bool, what: str, sep: str = ",") -> list[str]:
         # pandas would silently take the surplus leading fields as a row index, shifting every column
         raise UserError(
             f"{what}: the first data row of {p} has {len(first)} fields but the header names {len(names)} "
-            f"columns {names}; every column needs a name (a saved row index, a trailing separator, or "
-            f"another separator than data.sep={sep!r}?)"
+            f"columns {names}; every column needs a name (a saved row index, or a trailing comma?)"
         )
     return [n if n else f"Unnamed: {i}" for i, n in enumerate(names)]  # as pandas names them
 
@@ -120,18 +119,17 @@ def unnamed(name: object) -> bool:
     return isinstance(name, str) and (name == "" or _UNNAMED.fullmatch(name) is not None)
 
 
-def columns(path: str | Path, what: str = "data.path", sep: str = ",") -> list[str]:
+def columns(path: str | Path, what: str = "data.path") -> list[str]:
     """A .csv, .csv.gz, .txt or .parquet file's column names, reading only its first lines (or schema).
 
-    `sep`: a text file's separator (data.sep), one character. Empty header fields are named as pandas
-    names them ("Unnamed: 2"). A missing file, another suffix, an empty or undecodable file and duplicate
-    names are UserErrors naming `what` and the file.
+    Empty header fields are named as pandas names them ("Unnamed: 2"). A missing file, another
+    suffix, an empty or undecodable file and duplicate names are UserErrors naming `what` and the file.
     """
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{what}: no such file: {p}")
     k = kind(p, what)
-    names = _parquet_names(p, what) if k == "parquet" else _csv_names(p, k == "gzip", what, sep)
+    names = _parquet_names(p, what) if k == "parquet" else _csv_names(p, k == "gzip", what)
     twice = duplicates(names)
     if twice:
         # pandas would rename the second 'a' to 'a.1': a feature read under a name it does not have
@@ -173,25 +171,9 @@ def check_names(
         raise UserError(f"data.features: lists {twice} more than once; each feature is one column")
 
 
-def check_columns(path: str | Path, what: str, *roles: Any, sep: str = ",") -> None:
+def check_columns(path: str | Path, what: str, *roles: Any) -> None:
     """`check_names` (target, features, time, group) on a file's header, before anything loads."""
-    check_names(columns(path, what, sep), str(path), *roles)
-
-
-def one_character(v: Any) -> bool:
-    """data.sep and data.decimal: one character, neither a quote, a line break, a letter nor a digit."""
-    return isinstance(v, str) and len(v) == 1 and v not in '"\r\n' and not v.isalnum()
-
-
-def na_setting(v: Any) -> bool:
-    """data.na_values: null, one value or a list of values (text or numbers), as pandas' na_values takes."""
-    if isinstance(v, Sequence) and not isinstance(v, str):
-        return all(_na_value(x) for x in v)
-    return v is None or _na_value(v)
-
-
-def _na_value(x: Any) -> bool:
-    return isinstance(x, (str, int, float)) and not isinstance(x, bool)
+    check_names(columns(path, what), str(path), *roles)
 
 
 def time_columns(time: Any) -> list[str]:

@@ -116,7 +116,7 @@ class CaseTableDataModule(SequenceDataModule):
     """`data=csv data.case=COLUMN`: a long table whose rows belong to cases (a trial, a recording); each
     case is one sequence, in time order, with one label. The test set is `test_path`'s cases, or a
     stratified, seeded `test_fraction` of the cases; validation a stratified `val_fraction` of the rest.
-    How the table is read (sep, decimal, na_values; features, time, nan, dayfirst): as in CsvDataModule."""
+    How the table is read (features, time, nan, dayfirst): `tables.table`'s settings, as in CsvDataModule."""
 
     def __init__(
         self,
@@ -130,7 +130,6 @@ class CaseTableDataModule(SequenceDataModule):
         skip = ("group", "groups", "classes", "where", "group_key")
         self.columns = settings_of(tables.table, kwargs, skip)
         self.columns["time"] = plain_time(self.columns["time"])
-        self.reading = tables.reading(settings_of(tables.read_table, kwargs, skip=("what",)))  # sep, ...
         super().__init__(path=path, test_path=test_path, **kwargs)
         self.case, self.target, self.test_fraction = case, target, test_fraction
 
@@ -143,7 +142,7 @@ class CaseTableDataModule(SequenceDataModule):
         """A table's rows grouped by case (`tables.table` sorts by case, then time; checks the columns)."""
         columns = {**self.columns, "features": main.channel_names} if main is not None else self.columns
         series = tables.table(
-            tables.read_table(path, what, **self.reading),
+            tables.read_table(path, what),
             self.target,
             group=self.case,
             group_key="data.case",
@@ -168,7 +167,7 @@ class CaseTableDataModule(SequenceDataModule):
 
     def info(self) -> dict[str, Any]:
         # and how the table was read, so that `predict` groups a new file the same way
-        read = {"time": self.columns["time"], "nan": self.columns["nan"], **self.reading}
+        read = {"time": self.columns["time"], "nan": self.columns["nan"]}
         return {**super().info(), "case": self.case, "target": self.target, **read}
 
 

@@ -4,9 +4,8 @@ group and time, its labels as class indices. Every bad table is a one-line UserE
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,25 +24,15 @@ log = logging.getLogger(__name__)
 _BOOLEAN = {"yes": 1.0, "no": 0.0, "true": 1.0, "false": 0.0}
 
 
-def read_table(
-    path: str | Path,
-    what: str = "data.path",
-    sep: str = ",",
-    decimal: str = ".",
-    na_values: str | float | list | None = None,
-) -> pd.DataFrame:
-    """A .csv, .csv.gz, .txt or .parquet file as a DataFrame; bad files are UserErrors.
+def read_table(path: str | Path, what: str = "data.path") -> pd.DataFrame:
+    """A .csv, .csv.gz, .txt (comma-separated) or .parquet file as a DataFrame; bad files are UserErrors.
 
-    `sep`, `decimal`, `na_values` (data.sep, data.decimal, data.na_values) are pandas' `read_csv` arguments
-    of those names, for text files (a .parquet file's columns are typed): `;` with comma decimals and
-    `-200` for missing is `sep=";", decimal=",", na_values=[-200]`. `na_values` adds to pandas' own
-    missing-value words (empty, NA, NaN, ...). Rows keep their file order, indexed 0, 1, ... (`table`
-    names a bad row by it).
+    Rows keep their file order, indexed 0, 1, ... (`table` names a bad row by it).
     """
     import pandas as pd
 
     p = Path(path)
-    names = header.columns(p, what, sep)  # existence, suffix, encoding, duplicate names: one set of messages
+    names = header.columns(p, what)  # existence, suffix, encoding, duplicate names: one set of messages
     k = header.kind(p, what)
     try:
         if k == "parquet":
@@ -52,10 +41,7 @@ def read_table(
             # ignore_metadata: a saved index comes back as a column, as in the schema, not as the index
             df = pq.ParquetFile(p).read().to_pandas(ignore_metadata=True)
         else:
-            gz = "gzip" if k == "gzip" else None
-            df = pd.read_csv(
-                p, sep=sep, decimal=decimal, na_values=na_values, compression=gz, encoding="utf-8"
-            )
+            df = pd.read_csv(p, compression="gzip" if k == "gzip" else None, encoding="utf-8")
     except pd.errors.EmptyDataError:
         raise UserError(f"{what}: {p} is empty") from None
     except Exception as e:  # pandas, zlib and pyarrow each raise their own kinds for a bad file
@@ -69,16 +55,6 @@ def read_table(
     if len(df) == 0:
         raise UserError(f"{what}: {p} has a header but no rows")
     return df
-
-
-def reading(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """How to read a text table (sep, decimal, na_values) from settings or a checkpoint's data_info, each
-    at `read_table`'s default where absent or null (checkpoints made before these settings existed).
-    Plain data: a checkpoint, loaded with weights_only, holds no ListConfig."""
-    sep, decimal, na = (settings.get(k) for k in ("sep", "decimal", "na_values"))
-    if na is not None and not isinstance(na, (str, int, float)):
-        na = list(na)
-    return {"sep": sep or ",", "decimal": decimal or ".", "na_values": na}
 
 
 def _as_numeric(col: pd.Series) -> pd.Series | None:

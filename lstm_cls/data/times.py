@@ -16,24 +16,6 @@ from lstm_cls.data.header import and_more, at_row, first_line, row_name, time_co
 _CLOCK = r"\d{1,2}(:\d{2}){1,2}([.,]\d+)?\s*([AaPp]\.?[Mm]\.?)?|\d{1,2}\s*[AaPp]\.?[Mm]\.?"
 
 
-# a time of day written with dots after a date ("10/03/2004 18.00.00", as UCI's Air Quality file has it),
-# which pandas cannot parse: read as 18:00:00. Only after a space: "10.03.04" alone is a date.
-_DOTTED_CLOCK = r"(?<=\s)(\d{1,2})\.(\d{2})\.(\d{2})(?=\s*$)"
-
-
-def _dotted_clock(col: pd.Series) -> pd.Series:
-    """`col` with each text value ending in a dotted time of day ("10/03/2004 18.00.00") written with colons;
-    any other value (and any column not of text) as it is."""
-    import pandas as pd
-
-    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
-        return col
-    text = col.astype(str)
-    fixed = text.str.replace(_DOTTED_CLOCK, r"\1:\2:\3", regex=True)
-    changed = (fixed != text) & col.notna()
-    return col.mask(changed, fixed) if changed.any() else col
-
-
 def columns_named(name: str | list[str]) -> str:
     """How messages name data.time's column(s)."""
     if isinstance(name, str):
@@ -147,8 +129,7 @@ def parse_times(
 ) -> pd.Series:
     """Dates/times: ISO first; otherwise day-first or month-first, told by a field > 12 (or `dayfirst`).
 
-    A time of day written with dots after the date ("10/03/2004 18.00.00") is read as 18:00:00. Numbers (step
-    counts, epoch seconds) are kept as they are: they order the rows with no dates
+    Numbers (step counts, epoch seconds) are kept as they are: they order the rows with no dates
     made up for them. Times of day without a date and dates without a year are UserErrors: pandas
     would fill in today's date or the year 1, and sort by it. `name`: the column, or the list of columns
     whose joined text `col` is (`time_text`), for messages.
@@ -164,7 +145,6 @@ def parse_times(
                 f"data.time: {what} of {where} holds {col.loc[i]} at {at_row(i)}; times must be finite"
             )
         return col
-    col = _dotted_clock(col)
     try:
         iso = pd.to_datetime(col, format="ISO8601")
     except (ValueError, TypeError, OverflowError):

@@ -235,9 +235,8 @@ class SyntheticDataModule(WindowDataModule):
 
 
 class CsvDataModule(WindowDataModule):
-    """`data=csv` and its presets: a table file. How it is read (sep, decimal, na_values) is
-    `tables.read_table`'s settings, and its columns (features, time, group, groups, nan, dayfirst)
-    `tables.table`'s, with its defaults; the rest go to the windowing.
+    """`data=csv` and its presets: a table file. How it is read (features, time, group, groups, nan,
+    dayfirst) is `tables.table`'s settings, with its defaults; the rest go to the windowing.
 
     `val_path` / `test_path` give whole files for validation / test instead of carving them from
     `path`; they are windowed with the training file's normalisation and class names.
@@ -254,7 +253,6 @@ class CsvDataModule(WindowDataModule):
     ) -> None:
         self.columns = settings_of(tables.table, kwargs, skip=("classes", "where", "group_key"))
         self.columns["time"] = plain_time(self.columns["time"])  # a list: columns joined into one timestamp
-        self.reading = tables.reading(settings_of(tables.read_table, kwargs, skip=("what",)))  # sep, ...
         self.nan = self.columns["nan"]
         super().__init__(self._load, **kwargs)
         self.path, self.target, self.hint = path, target, hint
@@ -268,9 +266,7 @@ class CsvDataModule(WindowDataModule):
         if not self.target:
             raise UserError("data.target is not set: pass data.target=COLUMN, the label column")
         cols = self.columns
-        main = tables.table(
-            tables.read_table(self.path, **self.reading), self.target, where=self.path, **cols
-        )
+        main = tables.table(tables.read_table(self.path), self.target, where=self.path, **cols)
         self._check_lengths(main, self.path)
         parts, self.n_main = [main], len(main.bounds)
         self.extra_bounds: dict[str, list[tuple[int, int]]] = {}
@@ -278,7 +274,7 @@ class CsvDataModule(WindowDataModule):
         for split, path in self.extra.items():
             if path:
                 key = f"data.{split}_path"
-                df = tables.read_table(path, key, **self.reading)
+                df = tables.read_table(path, key)
                 # by name, in the training file's order: never the file's own choice of columns
                 skip = (self.target, *time_columns(cols["time"]), cols["group"])
                 tables.same_features(df, main.feature_names, skip, path, key, exact=cols["features"] is None)
@@ -293,7 +289,7 @@ class CsvDataModule(WindowDataModule):
     def info(self) -> dict[str, Any]:
         # and how the table was read, so that `predict` reads a new file the same way
         read = {k: self.columns[k] for k in ("time", "group", "dayfirst", "nan")}
-        return {**super().info(), "target": self.target, **read, **self.reading}
+        return {**super().info(), "target": self.target, **read}
 
     def _check_lengths(self, series: Series, path: str) -> None:
         short = [b - a for a, b in series.bounds if b - a < self.window + self.horizon]
