@@ -19,11 +19,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
-from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
-from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
+
+from hydra_plugins.lstm_cls_sweeper.sweeper import LaunchingSweeper
 
 log = logging.getLogger(__name__)
 SEARCH = "optuna"  # sweep.json's `search`: a folder of this sweeper's (a grid sweep's has none)
@@ -67,7 +66,7 @@ def distribution(o: Override) -> "tuple[Any, dict[Any, str]]":
     return d.CategoricalDistribution(choices), dict(zip(map(repr, choices), texts, strict=True))
 
 
-class OptunaSweeper(Sweeper):
+class OptunaSweeper(LaunchingSweeper):
     def __init__(
         self,
         direction: str = "minimize",
@@ -83,15 +82,6 @@ class OptunaSweeper(Sweeper):
         self.direction, self.study_name, self.storage = direction, study_name, storage
         self.n_trials, self.n_jobs = n_trials, n_jobs
         self.sampler, self.pruner, self.params = sampler, pruner, params or {}
-        self.hydra_context: HydraContext | None = None
-        self.config: DictConfig | None = None
-        self.launcher: Any = None
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.hydra_context, self.config = hydra_context, config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
 
     def sweep(self, arguments: "list[str]") -> Any:
         """Add `n_trials` trials to the study, `n_jobs` at a time. A UserError (a folder of another sweep, a
@@ -231,12 +221,12 @@ class OptunaSweeper(Sweeper):
                         study.tell(t, state=optuna.trial.TrialState.FAIL)
                 sweeps.write_state(sweep_dir, finished=time.time())
             left -= len(trials)
-        self._results(study, sweep_dir)
+        self.write_results(study, sweep_dir)
         for r in failed:  # a failed job raises here, after every trial ran: the sweep exits non-zero
             _ = r.return_value
         return results
 
-    def _results(self, study: Any, sweep_dir: Path) -> None:
+    def write_results(self, study: Any, sweep_dir: Path) -> None:
         """optimization_results.yaml (as hydra-optuna-sweeper wrote it): the best trial so far."""
         import optuna
 

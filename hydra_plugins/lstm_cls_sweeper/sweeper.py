@@ -34,19 +34,25 @@ ConfigStore.instance().store(
 )
 
 
-class LstmClsSweeper(Sweeper):
-    def __init__(self, max_batch_size: int | None = None, params: dict | None = None, nested: bool = True):
-        self.params = params or {}
-        self.nested = nested
-        self.hydra_context: HydraContext | None = None
-        self.config: DictConfig | None = None
-        self.launcher: Any = None
+class LaunchingSweeper(Sweeper):
+    """What both of lstm_cls's sweepers (this grid one, optuna_sweeper's) keep from Hydra's setup: the
+    context, the config and the launcher that runs their jobs."""
+
+    hydra_context: HydraContext | None = None
+    config: DictConfig | None = None
+    launcher: Any = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+
+
+class LstmClsSweeper(LaunchingSweeper):
+    def __init__(self, max_batch_size: int | None = None, params: dict | None = None, nested: bool = True):
+        self.params = params or {}
+        self.nested = nested
 
     def sweep(self, arguments: "list[str]") -> Any:
         """Launch the grid of `params` and `arguments`. A UserError (a resume refused, a range to sweep)
