@@ -20,23 +20,23 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv and install the package with its dev tools
 
 train: $(STAMP)  ## train the reference model (experiment=cm3) on the synthetic data; ARGS= adds overrides
-	$(PY) -m lstm_cls.train $(ARGS)
+	$(PY) -m lstm_cls.train $(value ARGS)
 
 sweep: $(STAMP)  ## the overfitting study (27 jobs, on all cores); ARGS="seed=1,2,3 data=..." adds to it
-	$(PY) -m lstm_cls.train -m experiment=overfitting hydra/launcher=forkserver $(ARGS)
+	$(PY) -m lstm_cls.train -m experiment=overfitting hydra/launcher=forkserver $(value ARGS)
 
 report: $(STAMP)  ## tables and figures for a sweep: make report SWEEP=outputs/multirun/<date_time>
 	$(PY) -m lstm_cls.report $(SWEEP)
 
 bench: $(STAMP)  ## performance figures against a plain PyTorch loop measured in the same run
-	$(PY) benchmarks/bench.py $(ARGS)
+	$(PY) benchmarks/bench.py $(value ARGS)
 
 # two pytest workers (pytest-xdist): most tests wait on a training subprocess, and each uses one torch thread
 test: $(STAMP)  ## run the whole test suite (slow tests included), two workers
-	$(PY) -m pytest -q -n 2 $(ARGS)
+	$(PY) -m pytest -q -n 2 $(value ARGS)
 
 test-fast: $(STAMP)  ## the test suite without slow tests
-	$(PY) -m pytest -q -n 2 -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -n 2 -m "not slow" $(value ARGS)
 
 lint: $(STAMP)  ## ruff
 	$(PY) -m ruff check lstm_cls hydra_plugins tests benchmarks
